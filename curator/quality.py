@@ -71,8 +71,7 @@ def _laplacian_variance(grey: npt.NDArray[np.float32]) -> float:
     if grey.shape[0] < 3 or grey.shape[1] < 3:
         return 0.0
     lap = (
-        grey[:-2, 1:-1] + grey[2:, 1:-1] + grey[1:-1, :-2] + grey[1:-1, 2:]
-        - 4.0 * grey[1:-1, 1:-1]
+        grey[:-2, 1:-1] + grey[2:, 1:-1] + grey[1:-1, :-2] + grey[1:-1, 2:] - 4.0 * grey[1:-1, 1:-1]
     )
     return float(lap.var(dtype=np.float64))
 

@@ -60,9 +60,9 @@ def _check_probs(probs: Any, name: str = "probs", ndim: int = 2) -> FloatArray:
         raise InvalidInputError(f"{name} must lie in [0, 1]; use softmax() on logits")
     sums = p.sum(axis=-1)
     if np.abs(sums - 1.0).max(initial=0.0) > _SUM_TOLERANCE:
+        worst = sums.flat[np.abs(sums - 1.0).argmax()]
         raise InvalidInputError(
-            f"{name} rows must sum to 1 (worst row sums to {sums.flat[np.abs(sums - 1).argmax()]:.4g});"
-            " use softmax() on logits"
+            f"{name} rows must sum to 1 (worst row sums to {worst:.4g}); use softmax() on logits"
         )
     return p / sums[..., None]  # type: ignore[no-any-return]
 

@@ -56,7 +56,7 @@ def test_chunked_search_covers_every_query() -> None:
     rng = np.random.default_rng(0)
     ref = rng.normal(size=(50, 16))
     queries = np.vstack([ref[rng.integers(0, 50, 5000)], rng.normal(size=(10, 16))])
-    sim, idx = max_similarity(queries, ref)
+    sim, _ = max_similarity(queries, ref)
     assert len(sim) == 5010
     np.testing.assert_allclose(sim[:5000], 1.0, atol=1e-5)
 
