@@ -20,7 +20,7 @@ def float_array(x: Any, name: str, ndim: int, *, dtype: type = np.float64) -> Fl
             NaN or inf.
     """
     try:
-        arr = np.asarray(x, dtype=dtype)
+        arr: FloatArray = np.asarray(x, dtype=dtype)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"{name} must be a numeric array, got {type(x).__name__}") from exc
     if arr.ndim != ndim:

@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from curator import __version__
 from curator.errors import CuratorError
@@ -30,13 +31,14 @@ def _progress_bars() -> Callable[[str, int], Callable[[int], None]]:
 
         return plain
 
-    bars: list[tqdm] = []  # type: ignore[type-arg]
+    bars: list[tqdm[Any]] = []
 
     def bar(description: str, total: int) -> Callable[[int], None]:
         for old in bars:
             old.close()
         bars.append(tqdm(total=total, desc=description, unit="frame", leave=True))
-        return bars[-1].update
+        update: Callable[[int], None] = bars[-1].update
+        return update
 
     return bar
 

@@ -88,4 +88,4 @@ def novelty(embeddings: Any, reference: Any) -> FloatArray:
     sim, _ = max_similarity(embeddings, reference)
     if np.isneginf(sim).all():
         return np.ones(len(sim), np.float32)
-    return (1.0 - sim).astype(np.float32)  # type: ignore[no-any-return]
+    return (1.0 - sim).astype(np.float32)

@@ -51,10 +51,11 @@ def luma(frame: Any) -> npt.NDArray[np.float32]:
         raise InvalidInputError(f"frame must be a uint8 numpy array, got {dtype}")
     if frame.ndim == 3 and frame.shape[2] == 1:
         frame = frame[:, :, 0]
+    grey: npt.NDArray[np.float32]
     if frame.ndim == 2:
         grey = frame.astype(np.float32)
     elif frame.ndim == 3 and frame.shape[2] == 3:
-        grey = frame.astype(np.float32) @ _BT601
+        grey = np.asarray(frame.astype(np.float32) @ _BT601, dtype=np.float32)
     else:
         raise InvalidInputError(f"frame must be (H, W) or (H, W, 3), got shape {frame.shape}")
     if grey.size == 0:
