@@ -40,6 +40,7 @@ def test_every_lazy_import_is_provided_by_its_extra() -> None:
     extras = {k: _requirement_names(v) for k, v in project["optional-dependencies"].items()}
     assert {"edge", "server", "train", "notebooks"} <= set(extras)
     calls = _require_calls()
+    assert {m for _, m, _ in calls} >= {"faiss", "onnxruntime", "av", "onnx"}
     missing = [
         (path, module, extra)
         for path, module, extra in calls
