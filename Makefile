@@ -40,9 +40,12 @@ test: setup ## run the test suite (slow tests excluded)
 test-all: setup ## run the test suite including slow tests
 	$(UV) run --frozen pytest --run-slow $(PYTEST_ARGS)
 
-bench: setup ## run the benchmarks and write benchmarks/results/*.json
-	$(UV) run --frozen python benchmarks/bench_selection.py
-	$(UV) run --frozen python benchmarks/bench_index.py
+bench: setup ## run the benchmarks (about 15 min) and write benchmarks/results/
+	$(UV) run --frozen python benchmarks/bench_selection.py --n 100000 --k 1000 --dim 128 --seed 0 \
+		--out benchmarks/results/bench_selection.json
+	$(UV) run --frozen python benchmarks/bench_index.py --sizes 100000 1000000 --dim 128 \
+		--queries 10000 --sweep-ef 32 48 96 128 --repeats 3 --seed 0 \
+		--out benchmarks/results/bench_index.json --plot benchmarks/results/bench_index.png
 
 lint: setup ## ruff and mypy
 	$(UV) run --frozen ruff check .
