@@ -1,7 +1,8 @@
 """Exact and near-duplicate grouping of frames.
 
 - Exact duplicates share the sha256 of their encoded bytes (the wire ``frame_id``).
-- Near duplicates have cosine similarity ``>= threshold`` between their embeddings. Groups are the
+- Near duplicates have cosine similarity ``>= threshold`` (within :data:`SIMILARITY_TOLERANCE`)
+  between their embeddings. Groups are the
   connected components of that relation, so grouping is symmetric (order of the input does not
   change the groups) and idempotent (the representatives of the groups never group again).
 
@@ -31,6 +32,9 @@ __all__ = [
 ]
 
 _CHUNK = 2048
+SIMILARITY_TOLERANCE = 1e-6
+"""float32 cosine of a vector with itself can fall short of 1 by a few ulps; similarities within
+this tolerance of the threshold count as reaching it, so copies group even at threshold 1.0."""
 
 
 def sha256_hex(data: bytes) -> str:
@@ -58,6 +62,8 @@ class DuplicateGroup:
 
 def _groups_from_labels(labels: np.ndarray, values: np.ndarray) -> list[DuplicateGroup]:
     groups: list[DuplicateGroup] = []
+    if len(labels) == 0:
+        return groups
     order = np.argsort(labels, kind="stable")
     bounds = np.flatnonzero(np.diff(labels[order])) + 1
     for members in np.split(order, bounds):
@@ -130,7 +136,7 @@ def near_duplicate_groups(
     parent = np.arange(n)
     for start in range(0, n, _CHUNK):
         sims = x[start : start + _CHUNK] @ x.T
-        rows, cols = np.nonzero(sims >= np.float32(threshold))
+        rows, cols = np.nonzero(sims >= np.float32(threshold - SIMILARITY_TOLERANCE))
         for i, j in zip(rows + start, cols, strict=True):
             if i != j:
                 ri, rj = _find(parent, int(i)), _find(parent, int(j))

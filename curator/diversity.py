@@ -33,8 +33,12 @@ def l2_normalize(embeddings: Any, *, eps: float = 1e-12) -> FloatArray:
     """
     x = np.asarray(embeddings)
     x = float_array(x, "embeddings", 2 if x.ndim != 1 else 1, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return (x / np.maximum(norms, eps)).astype(np.float32, copy=False)  # type: ignore[no-any-return]
+    # scale by the largest magnitude first so the norm neither overflows nor underflows
+    scale = np.abs(x).max(axis=-1, keepdims=True)
+    scaled = x / np.where(scale > 0, scale, 1.0)
+    norms = np.linalg.norm(scaled, axis=-1, keepdims=True)
+    normalized = scaled / np.maximum(norms, eps)
+    return normalized.astype(np.float32, copy=False)  # type: ignore[no-any-return]
 
 
 def max_similarity(queries: Any, reference: Any) -> tuple[FloatArray, np.ndarray]:
@@ -56,6 +60,10 @@ def max_similarity(queries: Any, reference: Any) -> tuple[FloatArray, np.ndarray
     q = l2_normalize(np.atleast_2d(np.asarray(queries)))
     r = np.asarray(reference)
     if r.size == 0:
+        if r.ndim == 2 and r.shape[1] not in (0, q.shape[1]):
+            raise InvalidInputError(
+                f"queries have dimension {q.shape[1]} but reference has {r.shape[1]}"
+            )
         return np.full(len(q), -np.inf, np.float32), np.full(len(q), -1, np.int64)
     r = l2_normalize(np.atleast_2d(r))
     if r.shape[1] != q.shape[1]:

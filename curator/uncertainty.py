@@ -47,8 +47,9 @@ def softmax(logits: Any) -> FloatArray:
         InvalidInputError: not 2-D, or holds NaN/inf.
     """
     z = float_array(logits, "logits", 2)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
+    with np.errstate(over="ignore"):  # a spread beyond float range gives exactly 0 after exp
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)  # type: ignore[no-any-return]
 
 
@@ -136,6 +137,8 @@ def bald(mc_probs: Any) -> FloatArray:
         InvalidInputError: not 3-D or malformed probabilities.
     """
     p = _check_probs(mc_probs, "mc_probs", ndim=3)
+    if p.shape[0] == 0:
+        raise InvalidInputError(f"mc_probs needs at least one sample, got shape {p.shape}")
     mean = p.mean(axis=0)
     mutual = _entropy(mean) - _entropy(p).mean(axis=0)
     return np.clip(mutual / np.log(p.shape[2]), 0.0, 1.0)  # type: ignore[no-any-return]

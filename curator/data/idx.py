@@ -8,6 +8,7 @@ files are often gzipped; :func:`read_idx` recognises gzip by its magic bytes, no
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
@@ -44,7 +45,7 @@ def _parse(data: bytes, where: str, ndim: int | None) -> np.ndarray:
         raise DatasetError(f"{where} is truncated inside its header")
     shape = tuple(int(s) for s in np.frombuffer(data, ">u4", count=dims, offset=4))
     dtype = np.dtype(IDX_TYPES[code])
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize  # Python ints: no overflow
     if len(data) != expected:
         state = "truncated" if len(data) < expected else "longer than its header says"
         raise DatasetError(

@@ -333,6 +333,12 @@ class FaissIndex(VectorIndex):
             ) from exc
         if structure not in ("flat", "hnsw"):
             raise InvalidInputError(f"{os.fspath(path)!r} names an unknown structure {structure!r}")
+        live = labels[labels >= 0]
+        if faiss_index.d != index.dim or len(np.unique(live)) != len(live):
+            raise InvalidInputError(
+                f"{os.fspath(path)!r} is inconsistent: header dim {index.dim}, FAISS dim "
+                f"{faiss_index.d}, {len(live) - len(np.unique(live))} repeated id(s)"
+            )
         index._structure = structure
         index._index = faiss_index
         index._labels = np.empty(max(1024, len(labels)), np.int64)

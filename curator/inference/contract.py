@@ -30,6 +30,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+
 from curator.errors import InvalidInputError, ModelContractError
 
 __all__ = [
@@ -77,6 +79,8 @@ def _positive_int(value: Any, name: str) -> int:
 
 
 def _floats(values: Any, name: str, n: int) -> tuple[float, ...]:
+    if isinstance(values, np.ndarray) and values.ndim == 1:
+        values = values.tolist()
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
         raise InvalidInputError(f"{name} must be a list of {n} number(s), got {values!r}")
     out = []
@@ -87,6 +91,10 @@ def _floats(values: Any, name: str, n: int) -> tuple[float, ...]:
     if len(out) != n:
         raise InvalidInputError(f"{name} must hold {n} value(s), one per channel, got {values!r}")
     return tuple(out)
+
+
+def _empty(values: Any) -> bool:
+    return isinstance(values, Sequence | np.ndarray) and len(values) == 0
 
 
 @dataclass(frozen=True)
@@ -124,6 +132,8 @@ class ModelMetadata:
                 f"model_version must be a non-empty string, got {self.model_version!r}"
             )
         names = self.class_names
+        if not isinstance(names, Sequence):
+            raise InvalidInputError(f"class_names must be a sequence of strings, got {names!r}")
         if isinstance(names, str) or not all(isinstance(c, str) and c for c in names):
             raise InvalidInputError(f"class_names must be non-empty strings, got {names!r}")
         if len(set(names)) != len(names):
@@ -136,13 +146,13 @@ class ModelMetadata:
         object.__setattr__(
             self, "input_size", (_positive_int(size[0], "H"), _positive_int(size[1], "W"))
         )
-        if self.channels not in CHANNELS:
+        if not isinstance(self.channels, str) or self.channels not in CHANNELS:
             raise InvalidInputError(
                 f"channels must be one of {', '.join(CHANNELS)}, got {self.channels!r}"
             )
         n = CHANNELS[self.channels]
-        mean = _floats(self.mean, "mean", n) if self.mean != () else (0.0,) * n
-        std = _floats(self.std, "std", n) if self.std != () else (1.0,) * n
+        mean = (0.0,) * n if _empty(self.mean) else _floats(self.mean, "mean", n)
+        std = (1.0,) * n if _empty(self.std) else _floats(self.std, "std", n)
         if min(std) <= 0:
             raise InvalidInputError(f"std must be positive, got {list(std)!r}")
         object.__setattr__(self, "mean", mean)
@@ -192,14 +202,16 @@ class ModelMetadata:
         def parse_json(key: str) -> Any:
             try:
                 return json.loads(props[_PREFIX + key])
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise ModelContractError(
                     f"metadata {_PREFIX}{key} is not valid JSON: {props[_PREFIX + key]!r}"
                 ) from exc
 
         try:
             dim_text = props[_PREFIX + "embedding_dim"].strip()
-            embedding_dim: Any = int(dim_text) if dim_text.isdigit() else dim_text
+            embedding_dim: Any = (
+                int(dim_text) if dim_text.isascii() and dim_text.isdigit() else dim_text
+            )
             class_names = parse_json("class_names")
             if not isinstance(class_names, list):
                 raise InvalidInputError(f"class_names must be a JSON list, got {class_names!r}")

@@ -110,7 +110,8 @@ class OnnxModel:
             raise ModelContractError(f"ONNX model {where} is empty (0 bytes)")
         self._sha256 = hashlib.sha256(data).hexdigest()
         available = ort.get_available_providers()
-        chosen = list(providers or ["CPUExecutionProvider"])
+        chosen = [providers] if isinstance(providers, str) else list(providers or [])
+        chosen = chosen or ["CPUExecutionProvider"]
         unknown = [p for p in chosen if p not in available]
         if unknown:
             raise InvalidInputError(
@@ -119,7 +120,11 @@ class OnnxModel:
         options = ort.SessionOptions()
         options.log_severity_level = 3
         if intra_op_threads is not None:
-            options.intra_op_num_threads = int(intra_op_threads)
+            if isinstance(intra_op_threads, bool) or not isinstance(intra_op_threads, int):
+                raise InvalidInputError(
+                    f"intra_op_threads must be a non-negative integer, got {intra_op_threads!r}"
+                )
+            options.intra_op_num_threads = intra_op_threads
         try:
             self._session = ort.InferenceSession(data, options, providers=chosen)
         except Exception as exc:  # onnxruntime raises its own untyped errors

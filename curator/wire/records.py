@@ -61,7 +61,10 @@ def _no_timestamps(value: Any) -> Any:
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # a valid date that leaves the datetime range in UTC
+        raise ValueError(f"captured_at {value.isoformat()} is out of range in UTC") from exc
 
 
 def _raw_bytes(value: Any, info: ValidationInfo) -> Any:

@@ -107,3 +107,21 @@ def test_bad_input() -> None:
         near_duplicate_groups(np.array([[np.nan, 1.0]]), 0.9)
     with pytest.raises(InvalidInputError, match="values has 1 entries for 2 frames"):
         near_duplicate_groups(np.ones((2, 2)), 0.9, values=[1.0])
+
+
+def test_empty_input_gives_no_groups() -> None:
+    assert near_duplicate_groups(np.zeros((0, 4)), 0.9) == []
+    assert exact_groups([]) == []
+
+
+def test_identical_embeddings_group_even_at_threshold_one() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(5, 7))
+    groups = near_duplicate_groups(np.vstack([x, x]), 1.0)
+    assert sorted(g.members for g in groups) == [(i, i + 5) for i in range(5)]
+
+
+def test_extreme_magnitudes_still_group() -> None:
+    for scale in (1e-20, 1e19):
+        x = np.full((2, 2), scale)
+        assert [g.members for g in near_duplicate_groups(x, 0.99)] == [(0, 1)]

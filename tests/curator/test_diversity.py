@@ -68,3 +68,15 @@ def test_bad_input() -> None:
         novelty(np.array([[np.nan, 1.0]]), np.ones((1, 2)))
     with pytest.raises(InvalidInputError, match="dimensions"):
         l2_normalize(np.ones((2, 2, 2)))
+
+
+@pytest.mark.parametrize("scale", [1e-20, 1e-10, 1e19, 3e38])
+def test_normalisation_survives_extreme_magnitudes(scale: float) -> None:
+    x = np.full((1, 2), scale, np.float32)
+    np.testing.assert_allclose(np.linalg.norm(l2_normalize(x), axis=1), 1.0, rtol=1e-6)
+    assert novelty(x, x)[0] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_empty_reference_of_another_dimension_is_refused() -> None:
+    with pytest.raises(InvalidInputError, match="dimension 3 but reference has 2"):
+        novelty(np.ones((1, 3)), np.empty((0, 2)))

@@ -125,3 +125,12 @@ def test_bald_is_bounded_and_at_most_the_entropy_of_the_mean(logits: np.ndarray)
 def test_bald_needs_three_dimensions() -> None:
     with pytest.raises(InvalidInputError, match="3 dimensions"):
         u.bald(np.array([[0.5, 0.5]]))
+
+
+def test_bald_needs_at_least_one_sample() -> None:
+    with pytest.raises(InvalidInputError, match="at least one sample"):
+        u.bald(np.zeros((0, 3, 2)))
+
+
+def test_softmax_of_a_spread_beyond_float_range_warns_nothing() -> None:
+    np.testing.assert_array_equal(u.softmax([[1e308, -1e308]]), [[1.0, 0.0]])

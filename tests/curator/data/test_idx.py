@@ -84,3 +84,12 @@ def test_wrong_number_of_dimensions_and_missing_file(tmp_path: Path) -> None:
 def test_encode_rejects_dtypes_without_a_type_code() -> None:
     with pytest.raises(InvalidInputError, match="uint16 has no IDX type code"):
         encode_idx(np.zeros(3, np.uint16))
+
+
+def test_a_header_whose_size_overflows_int64_is_a_dataset_error(tmp_path: Path) -> None:
+    import struct
+
+    path = tmp_path / "huge-idx3-ubyte"
+    path.write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">III", 2**31, 2**31, 4))
+    with pytest.raises(DatasetError, match="truncated"):
+        read_idx(path)

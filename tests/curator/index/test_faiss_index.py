@@ -210,3 +210,20 @@ def test_load_rejects_a_truncated_file(tmp_path: Path) -> None:
 def test_bad_options_raise(options: dict[str, object], error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         FaissIndex(8, **options)  # type: ignore[arg-type]
+
+
+def test_load_rejects_a_header_that_disagrees_with_the_faiss_index(tmp_path: Path) -> None:
+    from curator.index.base import atomic_write
+    from curator.index.faiss_file import write_faiss_file
+
+    good = faiss.IndexFlatIP(8)
+    good.add(unit_vectors(3, 8))
+    settings_ = {"dim": 4, "kind": "flat", "structure": "flat"}
+    path = tmp_path / "bad.faiss"
+    atomic_write(path, lambda f: write_faiss_file(f, settings_, np.arange(3), good))
+    with pytest.raises(InvalidInputError, match="inconsistent: header dim 4, FAISS dim 8"):
+        FaissIndex.load(path)
+    settings_["dim"] = 8
+    atomic_write(path, lambda f: write_faiss_file(f, settings_, np.array([1, 1, 2]), good))
+    with pytest.raises(InvalidInputError, match="1 repeated id"):
+        FaissIndex.load(path)

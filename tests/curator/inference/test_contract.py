@@ -3,7 +3,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -158,3 +160,23 @@ def test_check_output() -> None:
         check_output("logits", "fc", "tensor(float)", ["N", 1, 8], 8, "k")
     with pytest.raises(ModelContractError, match=r"graph output 'fc'.*tensor\(double\)"):
         check_output("logits", "fc", "tensor(double)", ["N", 8], 8, "k")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"channels": ["gray"]}, "channels must be one of"),
+        ({"class_names": None}, "class_names must be a sequence"),
+        ({"mean": 0.5}, "mean"),
+    ],
+)
+def test_wrongly_typed_fields_are_invalid_input(
+    make_meta: Callable[..., ModelMetadata], overrides: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        make_meta(**overrides)
+
+
+def test_numpy_mean_and_std_are_accepted(make_meta: Callable[..., ModelMetadata]) -> None:
+    meta = make_meta(channels="gray", mean=np.array([0.5]), std=np.array([0.25]))
+    assert meta.mean == (0.5,) and meta.std == (0.25,)

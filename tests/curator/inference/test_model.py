@@ -398,3 +398,19 @@ def test_intra_op_threads_and_providers_are_passed(
     assert model.predict(np.zeros((1, 4, 5, 1), np.uint8)).embeddings.shape == (1, 3)
     with pytest.raises(InvalidInputError, match=r"NoSuchExecutionProvider.*CPUExecutionProvider"):
         OnnxModel(data, providers=["NoSuchExecutionProvider"])
+
+
+def test_hostile_metadata_values_are_contract_errors(
+    make_meta: MetaFactory,
+    random_weights: Callable[..., Any],
+    build: Callable[..., bytes],
+    with_props: Callable[[bytes, dict[str, str]], bytes],
+    rng: np.random.Generator,
+) -> None:
+    meta = make_meta()
+    data = build(meta, random_weights(meta, rng))
+    props = meta.to_props()
+    with pytest.raises(ModelContractError, match="embedding_dim"):
+        OnnxModel(with_props(data, {**props, "curator.embedding_dim": "²"}))
+    with pytest.raises(ModelContractError, match=r"curator\.mean is not valid JSON"):
+        OnnxModel(with_props(data, {**props, "curator.mean": "[" * 100_000 + "]" * 100_000}))

@@ -198,3 +198,13 @@ def test_batch_schema_version_and_size(make_frame: FrameFactory) -> None:
         BatchUpload(batch_id="b", device_id="cam-1", frames=())
     with pytest.raises(ValidationError, match="batch_id"):
         BatchUpload(batch_id="no spaces", device_id="cam-1", frames=(frame,))
+
+
+def test_a_date_that_leaves_the_range_in_utc_is_a_wire_format_error(
+    make_frame: FrameFactory,
+) -> None:
+    from datetime import timedelta, timezone
+
+    edge = datetime(9999, 12, 31, 23, 0, tzinfo=timezone(-timedelta(hours=5)))
+    with pytest.raises(WireFormatError, match="captured_at"):
+        make_frame(captured_at=edge)
