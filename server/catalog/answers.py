@@ -1,0 +1,203 @@
+"""The rules of :meth:`server.catalog.Catalog.record`, and frames rows to and from SQL.
+
+The docstring of ``Catalog.record`` and docs/server-storage.md state the rules; this module
+applies them one row at a time inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from curator.errors import InvalidInputError
+from server.catalog.rows import FrameRow
+
+__all__ = ["iso", "record_frames", "select_frames", "space_dim"]
+
+_COLUMNS = tuple(  # stored rows have no reason; the embedding has its own table
+    f.name
+    for f in dataclasses.fields(FrameRow)
+    if f.name not in ("embedding", "ingest_seq", "reason")
+)
+_TIMES = ("captured_at", "received_at")
+_JSON = ("scores", "quality", "class_probabilities")
+_SELECT = (
+    "SELECT f.ingest_seq, "
+    + ", ".join(f"f.{c}" for c in _COLUMNS)
+    + ", e.embedding FROM frames f LEFT JOIN embeddings e"
+    " ON e.model_version = f.model_version AND e.ingest_seq = f.ingest_seq"
+)
+_INSERT = f"INSERT INTO frames ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+
+
+def record_frames(c: sqlite3.Connection, rows: Iterable[FrameRow]) -> list[FrameRow]:
+    """Apply ``record``'s rules to ``rows`` in order on ``c`` (in an open transaction)."""
+    answers: list[FrameRow] = []
+    dims: dict[str, int | None] = {}
+    stored_duplicates: list[FrameRow] = []
+    for row in rows:
+        if not isinstance(row, FrameRow):
+            raise InvalidInputError(f"expected FrameRow, got {type(row).__name__}")
+        answer = _record_one(c, row, dims)
+        if answer.ingest_seq is not None and answer.status == "duplicate":
+            stored_duplicates.append(answer)
+        answers.append(answer)
+    _check_duplicate_targets(c, stored_duplicates)
+    return answers
+
+
+def select_frames(c: sqlite3.Connection, where: str, params: Sequence[Any]) -> list[FrameRow]:
+    """The stored rows (with the upload's embedding) matching ``where`` on ``frames f``."""
+    return [_from_sql(values) for values in c.execute(f"{_SELECT} WHERE {where}", params)]
+
+
+def space_dim(c: sqlite3.Connection, model_version: str) -> int | None:
+    """The embedding dimension of ``model_version``'s space, None before its first vector."""
+    row = c.execute(
+        "SELECT embedding_dim FROM embeddings WHERE model_version = ? LIMIT 1", (model_version,)
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def iso(value: datetime, name: str = "time") -> str:
+    """``value`` as ISO 8601 UTC text with microseconds (sorts like time).
+
+    Raises:
+        InvalidInputError: ``value`` is not a timezone-aware datetime.
+    """
+    if not isinstance(value, datetime) or value.utcoffset() is None:
+        raise InvalidInputError(f"{name} must be a timezone-aware datetime, got {value!r}")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _record_one(c: sqlite3.Connection, row: FrameRow, dims: dict[str, int | None]) -> FrameRow:
+    if row.status == "rejected":
+        return row
+    upload = c.execute(
+        "SELECT frame_id, batch_id, received_at FROM uploads"
+        " WHERE device_id = ? AND device_seq = ?",
+        (row.device_id, row.device_seq),
+    ).fetchone()
+    if upload is not None:
+        if upload[0] != row.frame_id:
+            return _rejected(
+                row,
+                f"device_seq_reused: device {row.device_id!r} already sent frame "
+                f"{upload[0]} as device_seq {row.device_seq}",
+            )
+        stored = _stored(c, row.frame_id)
+        if (stored.device_id, stored.device_seq) == (row.device_id, row.device_seq):
+            return stored
+        return _exact_repeat(stored, row, upload[1], datetime.fromisoformat(upload[2]))
+    known = c.execute("SELECT 1 FROM frames WHERE frame_id = ?", (row.frame_id,)).fetchone()
+    if known is not None:
+        _insert_upload(c, row)
+        return _exact_repeat(_stored(c, row.frame_id), row, row.batch_id, row.received_at)
+    if row.embedding is not None and row.model_version is not None:
+        if row.model_version not in dims:
+            dims[row.model_version] = space_dim(c, row.model_version)
+        expected = dims[row.model_version]
+        if expected is not None and row.embedding_dim != expected:
+            return _rejected(
+                row,
+                f"embedding_dim_mismatch: embedding has dimension {row.embedding_dim}, "
+                f"model {row.model_version!r} makes {expected}",
+            )
+        dims[row.model_version] = row.embedding_dim
+    seq = c.execute(_INSERT, _to_sql(row)).lastrowid
+    if row.embedding is not None:
+        c.execute(
+            "INSERT INTO embeddings (model_version, ingest_seq, embedding, embedding_dim)"
+            " VALUES (?, ?, ?, ?)",
+            (row.model_version, seq, row.embedding, row.embedding_dim),
+        )
+    _insert_upload(c, row)
+    return dataclasses.replace(row, ingest_seq=seq)
+
+
+def _stored(c: sqlite3.Connection, frame_id: str) -> FrameRow:
+    return _from_sql(c.execute(_SELECT + " WHERE f.frame_id = ?", (frame_id,)).fetchone())
+
+
+def _check_duplicate_targets(c: sqlite3.Connection, rows: Sequence[FrameRow]) -> None:
+    for row in rows:
+        target = row.duplicate_of
+        if target == row.frame_id:
+            raise InvalidInputError(
+                f"frame {row.frame_id} is new to the catalog, so it cannot duplicate itself"
+            )
+        if c.execute("SELECT 1 FROM frames WHERE frame_id = ?", (target,)).fetchone() is None:
+            raise InvalidInputError(
+                f"frame {row.frame_id} duplicates {target}, which is not in the catalog"
+            )
+
+
+def _insert_upload(c: sqlite3.Connection, row: FrameRow) -> None:
+    c.execute(
+        "INSERT INTO uploads (device_id, device_seq, frame_id, batch_id, received_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (row.device_id, row.device_seq, row.frame_id, row.batch_id, iso(row.received_at)),
+    )
+
+
+def _rejected(row: FrameRow, reason: str) -> FrameRow:
+    return FrameRow(
+        frame_id=row.frame_id,
+        device_id=row.device_id,
+        device_seq=row.device_seq,
+        status="rejected",
+        received_at=row.received_at,
+        batch_id=row.batch_id,
+        reason=reason,
+        schema_version=row.schema_version,
+    )
+
+
+def _exact_repeat(
+    stored: FrameRow, upload: FrameRow, batch_id: str | None, received_at: datetime
+) -> FrameRow:
+    """The answer for another upload of a stored image: a duplicate of it, identical bytes."""
+    return FrameRow(
+        frame_id=stored.frame_id,
+        device_id=upload.device_id,
+        device_seq=upload.device_seq,
+        status="duplicate",
+        received_at=received_at,
+        batch_id=batch_id,
+        duplicate_of=stored.frame_id,
+        similarity=1.0,
+        dedup_method="exact",
+        image_format=stored.image_format,
+        width=stored.width,
+        height=stored.height,
+        image_bytes=stored.image_bytes,
+        schema_version=upload.schema_version,
+    )
+
+
+def _to_sql(row: FrameRow) -> list[Any]:
+    values: list[Any] = []
+    for name in _COLUMNS:
+        value = getattr(row, name)
+        if name in _TIMES and value is not None:
+            value = iso(value, name)
+        elif name in _JSON and value is not None:
+            value = json.dumps(list(value) if name == "class_probabilities" else dict(value))
+        values.append(value)
+    return values
+
+
+def _from_sql(values: Sequence[Any]) -> FrameRow:
+    fields: dict[str, Any] = dict(zip(_COLUMNS, values[1:-1], strict=True))
+    for name in _TIMES:
+        if fields[name] is not None:
+            fields[name] = datetime.fromisoformat(fields[name])
+    fields["scores"] = json.loads(fields["scores"])
+    fields["quality"] = json.loads(fields["quality"])
+    probs = fields["class_probabilities"]
+    fields["class_probabilities"] = None if probs is None else tuple(json.loads(probs))
+    return FrameRow(**fields, embedding=values[-1], ingest_seq=values[0])

@@ -1,0 +1,84 @@
+"""The catalog's tables, as named migrations (see docs/server-storage.md for the reasoning).
+
+- ``frames``: one row per distinct image (``frame_id``) answered ``accepted`` or ``duplicate``,
+  with the metadata of the upload that first carried it. ``ingest_seq`` (AUTOINCREMENT, never
+  reused) is the 64-bit id of the frame in the vector index.
+- ``uploads``: one row per (device_id, device_seq) answered ``accepted`` or ``duplicate`` and
+  the frame it carried, so a re-sent upload gets the same answer, another image under a used
+  sequence number is refused, and an image uploaded twice is recorded twice.
+- ``embeddings``: vectors per (model_version, ingest_seq), so one frame may carry embeddings from
+  several model versions (re-embedding) and a dedup index is rebuilt per version by a range scan.
+- ``devices``: first/last seen and the highest sequence number per device.
+"""
+
+from __future__ import annotations
+
+from server.db import Migration
+
+__all__ = ["CATALOG_MIGRATIONS"]
+
+_CREATE = """
+CREATE TABLE devices (
+    device_id TEXT PRIMARY KEY,
+    first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL,
+    last_seq INTEGER NOT NULL DEFAULT 0
+) STRICT;
+
+CREATE TABLE frames (
+    ingest_seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    frame_id TEXT NOT NULL UNIQUE CHECK (length(frame_id) = 64),
+    device_id TEXT NOT NULL,
+    device_seq INTEGER NOT NULL CHECK (device_seq >= 1),
+    batch_id TEXT,
+    captured_at TEXT,
+    received_at TEXT NOT NULL,
+    model_version TEXT,
+    status TEXT NOT NULL CHECK (status IN ('accepted', 'duplicate')),
+    duplicate_of TEXT REFERENCES frames (frame_id) DEFERRABLE INITIALLY DEFERRED,
+    similarity REAL,
+    dedup_method TEXT CHECK (dedup_method IN ('exact', 'near')),
+    dedup_threshold REAL,
+    blob_key TEXT CHECK (blob_key NOT LIKE '/%' AND blob_key NOT LIKE '%..%'),
+    image_format TEXT,
+    width INTEGER,
+    height INTEGER,
+    image_bytes INTEGER,
+    scores TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(scores)),
+    quality TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(quality)),
+    predicted_class INTEGER,
+    class_probabilities TEXT CHECK (class_probabilities IS NULL OR json_valid(class_probabilities)),
+    keep_reason TEXT,
+    keep_value REAL,
+    keep_threshold REAL,
+    schema_version INTEGER NOT NULL,
+    CHECK ((status = 'duplicate') = (duplicate_of IS NOT NULL AND similarity IS NOT NULL
+                                     AND dedup_method IS NOT NULL)),
+    CHECK (status != 'accepted' OR (blob_key IS NOT NULL AND model_version IS NOT NULL))
+) STRICT;
+
+CREATE UNIQUE INDEX frames_device_seq ON frames (device_id, device_seq);
+
+CREATE TABLE uploads (
+    device_id TEXT NOT NULL,
+    device_seq INTEGER NOT NULL CHECK (device_seq >= 1),
+    frame_id TEXT NOT NULL REFERENCES frames (frame_id),
+    batch_id TEXT,
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (device_id, device_seq)
+) STRICT, WITHOUT ROWID;
+
+CREATE INDEX uploads_frame_id ON uploads (frame_id);
+
+CREATE TABLE embeddings (
+    model_version TEXT NOT NULL,
+    ingest_seq INTEGER NOT NULL REFERENCES frames (ingest_seq),
+    embedding BLOB NOT NULL,
+    embedding_dim INTEGER NOT NULL CHECK (embedding_dim >= 1),
+    CHECK (length(embedding) = 4 * embedding_dim),
+    PRIMARY KEY (model_version, ingest_seq)
+) STRICT, WITHOUT ROWID;
+"""
+
+CATALOG_MIGRATIONS: tuple[Migration, ...] = (Migration("catalog.0001_create", _CREATE),)
+"""The catalog's migrations, in order; append new ones, never edit an applied one."""
