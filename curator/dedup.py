@@ -32,9 +32,10 @@ __all__ = [
 ]
 
 _CHUNK = 2048
-SIMILARITY_TOLERANCE = 1e-6
+SIMILARITY_TOLERANCE = 1e-5
 """float32 cosine of a vector with itself can fall short of 1 by a few ulps; similarities within
-this tolerance of the threshold count as reaching it, so copies group even at threshold 1.0."""
+this tolerance of the threshold count as reaching it, so copies group even at threshold 1.0.
+The server's fleet dedup uses the same slack."""
 
 
 def sha256_hex(data: bytes) -> str:

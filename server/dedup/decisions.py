@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from curator._validate import float_array
+from curator.dedup import SIMILARITY_TOLERANCE
 from curator.diversity import l2_normalize
 from curator.errors import InvalidInputError
 from curator.index import VectorIndex
@@ -32,9 +33,6 @@ __all__ = [
     "unit_rows",
 ]
 
-SIMILARITY_TOLERANCE = 1e-5
-"""Float32 slack: a frame is a duplicate when ``similarity >= threshold - SIMILARITY_TOLERANCE``,
-so an exact copy (similarity 1 up to rounding, ~1e-6 off) is a duplicate even at threshold 1."""
 
 _GRAM_ROWS = 1024
 Ids = npt.NDArray[np.int64]
