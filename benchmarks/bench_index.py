@@ -28,14 +28,12 @@ import argparse
 import inspect
 import json
 import os
-import platform
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from machine import command_line, describe_machine
 
 from curator.index import FaissIndex
 
@@ -98,29 +96,6 @@ def recall(found: np.ndarray, truth: np.ndarray, at: int) -> float:
     """Mean fraction of the true top-``at`` ids found among the first ``at`` results."""
     hits = [len(np.intersect1d(f[:at], t[:at])) for f, t in zip(found, truth, strict=True)]
     return float(np.mean(hits) / at)
-
-
-def machine() -> dict[str, Any]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import faiss
-
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "cpu_model": model,
-        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "faiss": faiss.__version__,
-        "faiss_compile_options": faiss.get_compile_options(),
-        "numpy": np.__version__,
-    }
 
 
 def bench_size(
@@ -299,9 +274,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"generated {len(base)} base + {len(queries)} queries in {time.perf_counter() - t:.1f} s")
     results = [bench_size(n, base, queries, args) for n in sorted(args.sizes)]
     print_table(results)
+    import faiss
+
     report = {
-        "command": shlex.join([os.path.relpath(sys.executable), *sys.argv]),
-        "machine": machine(),
+        "command": command_line(),
+        "machine": describe_machine(
+            faiss=faiss.__version__, faiss_compile_options=faiss.get_compile_options()
+        ),
         "data": {
             "kind": "mixture of Gaussians on the unit sphere",
             "centres": args.centres,

@@ -28,16 +28,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import shlex
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from machine import command_line, describe_machine
 
 from curator.diversity import l2_normalize
 from curator.selection import DEFAULT_STRATEGY, covering_radius, select
@@ -89,28 +87,6 @@ def timed(fn: Callable[[], np.ndarray], repeats: int) -> dict[str, Any]:
         "passes_cpu_seconds": cpus,
         "load_average_1m": loads,
         "result": result,
-    }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def machine() -> dict[str, Any]:
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": affinity,
-        "cpu_model": cpu_model(),
     }
 
 
@@ -193,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             "random": public(rand),
             DEFAULT_STRATEGY: public(default),
         },
-        "machine": machine(),
-        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+        "machine": describe_machine(),
+        "command": command_line(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

