@@ -1,0 +1,361 @@
+"""``IngestService``: a decoded upload batch in, one ``FrameResult`` per frame out.
+
+The order of the checks, what is written where and what a crash leaves are in docs/ingest.md.
+In short, per batch: authorise; answer re-sent frames from the catalog; content checks
+(:func:`curator.wire.frame_problems`, :func:`server.images.inspect_image`); then, holding the
+dedup lock of every model version in the batch: exact duplicates (the frame id is stored),
+near duplicates (:meth:`FleetDedup.check` on the rest, in upload order), ``BlobStore.put`` of
+the accepted images, ONE catalog transaction with the answers and their warehouse outbox rows,
+and finally :meth:`FleetDedup.accept` of the accepted frames' ``ingest_seq``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from curator.errors import InvalidInputError
+from curator.wire import MAX_IMAGE_BYTES, BatchResult, BatchUpload, FrameRecord, frame_problems
+from server.auth import Principal, Role, require
+from server.blobs import BlobStore, LocalBlobStore
+from server.catalog import Catalog, FrameRow
+from server.dedup import FleetDedup, IndexFactory
+from server.errors import ImageRejected
+from server.images import inspect_image
+from server.ingest.warehouse_rows import dedup_decision_row, frame_row
+from server.warehouse.outbox import Outbox
+
+__all__ = ["IngestService"]
+
+ExpectedDims = Callable[[str], int | None]
+_CHUNK = 500
+_MAX_REASON = 1000
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class IngestService:
+    """Turns upload batches into answers, storing each frame exactly once.
+
+    Args:
+        catalog: the frame catalog (the authority on answers, :meth:`Catalog.record`).
+        blobs: where accepted images go, content-addressed.
+        dedup: the fleet's near-duplicate indexes, ids = the catalog's ``ingest_seq``.
+        outbox: the warehouse outbox; it must live in the catalog's SQLite file, so that the
+            answers and their warehouse rows commit together.
+        expected_dims: ``model_version -> embedding dimension`` or None when unknown; default
+            :meth:`Catalog.embedding_dim`.
+        max_pixels: the most pixels an image may have (:func:`server.images.inspect_image`).
+        max_image_bytes: the largest encoded image accepted.
+        clock: the time stamped as ``received_at`` (timezone-aware).
+        snapshot_dir: where :meth:`snapshot` saves the dedup indexes, if anywhere.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        blobs: BlobStore,
+        dedup: FleetDedup,
+        outbox: Outbox,
+        *,
+        expected_dims: ExpectedDims | None = None,
+        max_pixels: int = 40_000_000,
+        max_image_bytes: int = MAX_IMAGE_BYTES,
+        clock: Callable[[], datetime] = _utc_now,
+        snapshot_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.blobs = blobs
+        self.dedup = dedup
+        self.outbox = outbox
+        self._expected_dims = expected_dims or catalog.embedding_dim
+        self._max_pixels = max_pixels
+        self._max_image_bytes = max_image_bytes
+        self._clock = clock
+        self._snapshot_dir = None if snapshot_dir is None else Path(snapshot_dir)
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: str | os.PathLike[str],
+        *,
+        threshold: float = 0.95,
+        index_factory: IndexFactory | None = None,
+        expected_dims: ExpectedDims | None = None,
+        max_pixels: int = 40_000_000,
+        max_image_bytes: int = MAX_IMAGE_BYTES,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> IngestService:
+        """Open every store under ``data_dir`` and restore the dedup indexes.
+
+        Layout: ``catalog.sqlite`` (catalog and warehouse outbox, one file), ``blobs/``,
+        ``dedup/`` (the snapshot). The indexes are loaded from the snapshot, if any, then caught
+        up from the catalog's accepted frames past each snapshot's watermark.
+
+        Raises:
+            InvalidInputError: ``threshold`` outside ``[-1, 1]``.
+            Unavailable: the outbox cannot be opened.
+        """
+        root = Path(data_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        catalog = Catalog(root / "catalog.sqlite")
+        try:
+            outbox = Outbox(root / "catalog.sqlite")
+            dedup = FleetDedup.restore(
+                root / "dedup",
+                lambda mv, after: (
+                    (r.ingest_seq, r.embedding) for r in catalog.accepted_since(mv, after)
+                ),
+                model_versions=lambda: _model_versions(catalog),
+                threshold=threshold,
+                index_factory=index_factory,
+            )
+        except BaseException:
+            catalog.close()
+            raise
+        return cls(
+            catalog,
+            LocalBlobStore(root / "blobs"),
+            dedup,
+            outbox,
+            expected_dims=expected_dims,
+            max_pixels=max_pixels,
+            max_image_bytes=max_image_bytes,
+            clock=clock,
+            snapshot_dir=root / "dedup",
+        )
+
+    def ingest(self, batch: BatchUpload, principal: Principal) -> BatchResult:
+        """Answer every frame of ``batch``, in upload order, storing what is new.
+
+        Sending the same batch again returns the same results and stores nothing more
+        (rejected frames, which are not stored, are checked and logged to the warehouse again).
+
+        Raises:
+            Forbidden: ``principal`` may not upload for ``batch.device_id``; nothing is stored.
+            Unavailable: the outbox's file is locked past its timeout.
+        """
+        require(principal, Role.DEVICE, batch.device_id)
+        now = self._clock()
+        frames = batch.frames
+        answers: list[FrameRow | None] = [None] * len(frames)
+        answered = self._prior_uploads(batch.device_id, [f.device_seq for f in frames])
+        dims: dict[str, int] = {}
+        for i, frame in enumerate(frames):
+            if frame.device_seq in answered:
+                continue  # re-sent: the catalog answers it below, no checks repeated
+            reason = self._problem(frame, dims)
+            if reason is None:
+                dims.setdefault(frame.model_version, frame.embedding_dim)
+            else:
+                answers[i] = FrameRow.from_record(
+                    frame,
+                    status="rejected",
+                    received_at=now,
+                    batch_id=batch.batch_id,
+                    reason=reason[:_MAX_REASON],
+                )
+        versions = sorted(
+            {f.model_version for f, a in zip(frames, answers, strict=True) if a is None}
+        )
+        with contextlib.ExitStack() as locks:
+            for mv in versions:  # sorted: two batches never wait on each other's locks
+                locks.enter_context(self.dedup.lock(mv))
+            self._decide_and_commit(batch, answers, now)
+        return BatchResult(
+            batch_id=batch.batch_id,
+            results=tuple(a.to_result() for a in answers if a is not None),
+        )
+
+    def _problem(self, frame: FrameRecord, dims: dict[str, int]) -> str | None:
+        """The first content problem of ``frame`` as ``"code: detail"``, or None."""
+        mv = frame.model_version
+        expected = dims[mv] if mv in dims else self._expected_dims(mv)
+        reason = frame_problems(frame, expected_dim=expected, max_image_bytes=self._max_image_bytes)
+        if reason is not None:
+            return reason
+        try:
+            inspect_image(
+                frame.image,
+                declared_format=frame.image_format,
+                declared_size=(frame.width, frame.height),
+                max_pixels=self._max_pixels,
+                max_bytes=self._max_image_bytes,
+            )
+        except ImageRejected as exc:
+            return str(exc)
+        return None
+
+    def _decide_and_commit(
+        self, batch: BatchUpload, answers: list[FrameRow | None], now: datetime
+    ) -> None:
+        """Exact and near dedup, blobs, one transaction, then the index; under the locks."""
+        frames = batch.frames
+        answered = self._prior_uploads(batch.device_id, [f.device_seq for f in frames])
+        known = set(self.catalog.get_many(f.frame_id for f in frames))
+        stored_here: set[str] = set()  # frame ids this batch stores first
+        near: dict[str, list[int]] = {}
+        rows: dict[int, FrameRow] = {}
+        for i, frame in enumerate(frames):
+            if answers[i] is not None:
+                continue
+            if frame.device_seq in answered or frame.frame_id in known | stored_here:
+                # Catalog.record decides: the stored answer, an exact duplicate, or a reuse.
+                rows[i] = FrameRow.from_record(
+                    frame,
+                    status="duplicate",
+                    received_at=now,
+                    batch_id=batch.batch_id,
+                    duplicate_of=frame.frame_id,
+                    similarity=1.0,
+                    dedup_method="exact",
+                )
+            else:
+                stored_here.add(frame.frame_id)
+                near.setdefault(frame.model_version, []).append(i)
+        for mv, positions in near.items():
+            rows.update(self._near_rows(batch, mv, positions, now))
+        order = sorted(rows)
+        with self.catalog.atomic() as conn:
+            recorded = self.catalog.record([rows[i] for i in order], conn=conn)
+            for i, answer in zip(order, recorded, strict=True):
+                answers[i] = answer
+            self._enqueue(conn, answers, known, stored_here, near, now)
+            self.catalog.touch_device(
+                batch.device_id, max(f.device_seq for f in frames), now, conn=conn
+            )
+        for mv, positions in near.items():
+            fresh = [i for i in positions if _is_new(answers[i], "accepted")]
+            if fresh:
+                self.dedup.accept(
+                    mv,
+                    np.array([answers[i].ingest_seq for i in fresh], dtype=np.int64),  # type: ignore[union-attr]
+                    np.stack([frames[i].embedding_array() for i in fresh]),
+                )
+
+    def _near_rows(
+        self, batch: BatchUpload, mv: str, positions: Sequence[int], now: datetime
+    ) -> dict[int, FrameRow]:
+        """Accepted (blob written) or near-duplicate rows for new frames of one model version."""
+        frames = batch.frames
+        decisions = self.dedup.check(mv, np.stack([frames[i].embedding_array() for i in positions]))
+        originals = self.catalog.frame_id_for_seq(
+            d.duplicate_of_id for d in decisions if d.duplicate_of_id is not None
+        )
+        rows: dict[int, FrameRow] = {}
+        for i, decision in zip(positions, decisions, strict=True):
+            frame = frames[i]
+            if decision.is_duplicate:
+                if decision.batch_position_of_original is not None:
+                    original = frames[positions[decision.batch_position_of_original]].frame_id
+                else:
+                    original = originals[decision.duplicate_of_id]  # type: ignore[index]
+                rows[i] = FrameRow.from_record(
+                    frame,
+                    status="duplicate",
+                    received_at=now,
+                    batch_id=batch.batch_id,
+                    duplicate_of=original,
+                    similarity=min(1.0, max(-1.0, float(decision.similarity or 0.0))),
+                    dedup_method="near",
+                    dedup_threshold=decision.threshold,
+                )
+            else:
+                rows[i] = FrameRow.from_record(
+                    frame,
+                    status="accepted",
+                    received_at=now,
+                    batch_id=batch.batch_id,
+                    blob_key=self.blobs.put(frame.image, frame.image_format),
+                    dedup_threshold=decision.threshold,
+                )
+        return rows
+
+    def _enqueue(
+        self,
+        conn: sqlite3.Connection,
+        answers: Sequence[FrameRow | None],
+        known: set[str],
+        stored_here: set[str],
+        near: dict[str, list[int]],
+        now: datetime,
+    ) -> None:
+        """Outbox rows for the answers this batch decided, in the caller's transaction.
+
+        The warehouse keys ``frames`` and ``dedup_decisions`` by ``frame_id`` alone, so a row
+        is written only for an id this batch stored first, or a rejected frame whose id is not
+        stored: an exact repeat or a re-sent frame would overwrite the original's row.
+        """
+        decided = {i for positions in near.values() for i in positions}
+        frame_rows, dup_rows = [], []
+        for i, answer in enumerate(answers):
+            assert answer is not None  # every position was answered above
+            if i in decided and _is_new(answer, "accepted", "duplicate"):
+                frame_rows.append(frame_row(answer))
+                if answer.status == "duplicate":
+                    dup_rows.append(dedup_decision_row(answer, now))
+            elif answer.status == "rejected" and answer.frame_id not in known | stored_here:
+                frame_rows.append(frame_row(answer))
+        self.outbox.enqueue("frames", frame_rows, conn=conn)
+        self.outbox.enqueue("dedup_decisions", dup_rows, conn=conn)
+
+    def _prior_uploads(self, device_id: str, seqs: Iterable[int]) -> dict[int, str]:
+        """device_seq -> frame_id of ``device_id``'s uploads the catalog already answered."""
+        wanted = list(dict.fromkeys(seqs))
+        found: dict[int, str] = {}
+        conn = self.catalog.db.connection
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            found.update(
+                conn.execute(
+                    "SELECT device_seq, frame_id FROM uploads WHERE device_id = ?"
+                    f" AND device_seq IN ({', '.join('?' * len(chunk))})",
+                    [device_id, *chunk],
+                ).fetchall()
+            )
+        return found
+
+    def snapshot(self) -> dict[str, int]:
+        """Save the dedup indexes to the snapshot folder; returns each version's watermark.
+
+        Raises:
+            InvalidInputError: the service was built without ``snapshot_dir``.
+        """
+        if self._snapshot_dir is None:
+            raise InvalidInputError("this IngestService has no snapshot_dir")
+        return self.dedup.snapshot(self._snapshot_dir)
+
+    def close(self) -> None:
+        """Close the outbox and the catalog (blobs and dedup hold no open files)."""
+        self.outbox.close()
+        self.catalog.close()
+
+    def __enter__(self) -> IngestService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _is_new(answer: FrameRow | None, *statuses: str) -> bool:
+    """Whether ``answer`` is a row this batch stored with one of ``statuses`` (not exact)."""
+    return (
+        answer is not None
+        and answer.status in statuses
+        and answer.ingest_seq is not None
+        and answer.dedup_method != "exact"
+    )
+
+
+def _model_versions(catalog: Catalog) -> list[str]:
+    """Every model version with an embedding in the catalog."""
+    rows = catalog.db.connection.execute("SELECT DISTINCT model_version FROM embeddings")
+    return [str(r[0]) for r in rows]
