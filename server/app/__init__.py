@@ -1,0 +1,139 @@
+"""The server's HTTP app: :func:`create_app` builds a FastAPI app from :class:`ServerSettings`.
+
+The app's lifespan opens the stores (:class:`~server.app.services.ServerServices`: catalog and
+tokens in one SQLite file, blob store, warehouse sink, outbox and its drainer thread) and closes
+them at shutdown. Routers stay thin: each resource has its module (``health``, ``whoami``; the
+ingest router is mounted in :func:`create_app`), dependencies are ``Annotated`` aliases in
+:mod:`server.app.deps`, and errors are translated to JSON by :mod:`server.app.errors`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI, Request, Response
+
+from server.app import health, whoami
+from server.app.errors import install_error_handlers
+from server.app.services import ServerServices
+from server.logging import REQUEST_LOGGER, request_fields
+from server.metrics import UNMATCHED_ROUTE, ServerMetrics
+from server.settings import ServerSettings
+from server.warehouse import MetadataSink
+
+__all__ = ["REQUEST_ID_HEADER", "ServerServices", "create_app"]
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+log = logging.getLogger(__name__)
+request_log = logging.getLogger(REQUEST_LOGGER)
+
+
+def create_app(
+    settings: ServerSettings,
+    *,
+    sink: MetadataSink | None = None,
+    extra_routers: Sequence[APIRouter] = (),
+) -> FastAPI:
+    """The server app for ``settings``; the stores open when the app starts (its lifespan).
+
+    Args:
+        settings: the process settings.
+        sink: a warehouse sink to use instead of the one ``settings`` names (tests).
+        extra_routers: more routers to mount (tests).
+    """
+    metrics = ServerMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = ServerServices.open(settings, sink=sink)
+        metrics.outbox_pending = services.outbox.pending
+        metrics.drainer_stats = lambda: (
+            services.drainer.stats().failures,
+            services.drainer.stats().drained_rows,
+        )
+        services.drainer.start()
+        app.state.services = services
+        log.info(
+            "server started",
+            extra={"data_dir": str(settings.data_dir), "warehouse": settings.warehouse},
+        )
+        try:
+            yield
+        finally:
+            app.state.services = None
+            metrics.outbox_pending = metrics.drainer_stats = None
+            services.close()
+            log.info("server stopped")
+
+    app = FastAPI(
+        title="curator server",
+        description=(
+            "Authenticated ingest, fleet-wide dedup, catalog and warehouse log for fleets of "
+            'edge cameras. Every error answers `{"error": {"code", "message"}}`.'
+        ),
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.services = None
+    install_error_handlers(app, metrics)
+    app.middleware("http")(_observe(metrics))
+
+    app.include_router(health.router)
+    app.include_router(whoami.router)
+    # The ingest router (server/ingest/) is mounted here:
+    #     app.include_router(ingest.router)
+    for router in extra_routers:
+        app.include_router(router)
+    return app
+
+
+def _observe(
+    metrics: ServerMetrics,
+) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
+    """Middleware: a request id, one log line and the request metrics per request."""
+
+    async def observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        given = request.headers.get(REQUEST_ID_HEADER, "")
+        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        request.state.request_id = request_id
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            response.headers[REQUEST_ID_HEADER] = request_id
+            return response
+        finally:
+            elapsed = time.perf_counter() - start
+            route = getattr(request.scope.get("route"), "path", UNMATCHED_ROUTE)
+            metrics.observe_request(request.method, route, status, elapsed)
+            principal = getattr(request.state, "principal", None)
+            request_log.info(
+                "%s %s %d",
+                request.method,
+                request.url.path,
+                status,
+                extra=request_fields(
+                    method=request.method,
+                    path=request.url.path,
+                    status=status,
+                    duration_s=elapsed,
+                    request_id=request_id,
+                    role=None if principal is None else principal.role.value,
+                    device_id=None if principal is None else principal.device_id,
+                    token_id=None if principal is None else principal.token_id,
+                ),
+            )
+
+    return observe

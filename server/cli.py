@@ -1,0 +1,213 @@
+"""``curator-server``: run the server and manage its API tokens.
+
+A thin translator over the library: it parses flags, builds one :class:`ServerSettings`
+(flags > environment > TOML > defaults) and calls :func:`server.app.create_app` or
+:class:`server.auth.TokenStore`. Errors become one line on stderr and exit status 1; bad usage
+exits 2 (argparse); never a traceback.
+
+Commands::
+
+    curator-server serve [--config FILE] [--host H] [--port P] [--data-dir D] ...
+    curator-server token create --role device --device-id cam-01 [--label TEXT]
+    curator-server token revoke TOKEN_ID_OR_TOKEN
+    curator-server token list
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from curator.errors import CuratorError
+from server.auth import Role, TokenStore
+from server.errors import ServerError
+from server.settings import ServerSettings, load_settings
+
+__all__ = ["build_parser", "main"]
+
+# (flag, settings key path, type, help); the type is applied by the settings, not argparse
+_SETTING_FLAGS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("--data-dir", ("data_dir",), "folder of the server's files (default ./curator-data)"),
+    ("--host", ("host",), "address to listen on (default 127.0.0.1)"),
+    ("--port", ("port",), "port to listen on (default 8000)"),
+    ("--max-body-mb", ("max_body_mb",), "largest request body in MiB (default 64)"),
+    ("--max-pixels", ("max_pixels",), "largest image, width*height (default 40000000)"),
+    ("--dedup-threshold", ("dedup_threshold",), "cosine similarity of a duplicate (0.95)"),
+    ("--warehouse", ("warehouse",), "where decisions are logged: sqlite (default) or snowflake"),
+    ("--blob-url", ("blob_url",), "fsspec URL or folder for images (default <data-dir>/blobs)"),
+    ("--log-level", ("log_level",), "DEBUG, INFO (default), WARNING or ERROR"),
+    ("--log-format", ("log_format",), "json (default) or text"),
+    ("--snowflake-account", ("snowflake", "account"), "Snowflake account identifier"),
+    ("--snowflake-user", ("snowflake", "user"), "Snowflake user"),
+    ("--snowflake-database", ("snowflake", "database"), "Snowflake database (default CURATOR)"),
+    ("--snowflake-schema", ("snowflake", "schema"), "Snowflake schema (default PUBLIC)"),
+    ("--snowflake-warehouse", ("snowflake", "warehouse"), "Snowflake virtual warehouse"),
+    ("--snowflake-role", ("snowflake", "role"), "Snowflake role"),
+    ("--snowflake-host", ("snowflake", "host"), "Snowflake host override (tests)"),
+    ("--snowflake-port", ("snowflake", "port"), "Snowflake port override (tests)"),
+    ("--snowflake-protocol", ("snowflake", "protocol"), "https (default) or http (tests)"),
+)
+_STORE_FLAGS = ("--data-dir",)
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser, flags: Sequence[str] | None) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML settings file (default: $CURATOR_SERVER_CONFIG); flags and environment win",
+    )
+    for flag, _, text in _SETTING_FLAGS:
+        if flags is None or flag in flags:
+            parser.add_argument(flag, dest=_dest(flag), default=None, metavar="VALUE", help=text)
+
+
+def _dest(flag: str) -> str:
+    return "setting_" + flag.lstrip("-").replace("-", "_")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for flag, path, _ in _SETTING_FLAGS:
+        value = getattr(args, _dest(flag), None)
+        if value is None:
+            continue
+        target = out
+        for key in path[:-1]:
+            target = target.setdefault(key, {})
+        target[path[-1]] = value
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``curator-server`` (every command and option has help)."""
+    parser = argparse.ArgumentParser(
+        prog="curator-server",
+        description="The curator cloud server: ingest, fleet-wide dedup, catalog, warehouse log.",
+        epilog="Settings also come from CURATOR_SERVER_* variables and a TOML file; "
+        "see docs/server.md.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve", help="run the HTTP server", description="Run the HTTP server with uvicorn."
+    )
+    _add_setting_flags(serve, None)
+    serve.set_defaults(run=_serve)
+
+    token = commands.add_parser(
+        "token", help="manage API tokens", description="Create, revoke and list API tokens."
+    )
+    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+
+    create = token_commands.add_parser(
+        "create",
+        help="issue a token (printed once on stdout)",
+        description="Issue a token. The token is printed once on stdout; its id on stderr.",
+    )
+    create.add_argument(
+        "--role", required=True, choices=[r.value for r in Role], help="what the token may do"
+    )
+    create.add_argument("--device-id", help="the device a device token uploads for")
+    create.add_argument("--label", help="a note for people: who holds the token")
+    _add_setting_flags(create, _STORE_FLAGS)
+    create.set_defaults(run=_token_create)
+
+    revoke = token_commands.add_parser(
+        "revoke", help="revoke a token", description="Revoke a token by its id or the token."
+    )
+    revoke.add_argument("token", metavar="TOKEN_ID_OR_TOKEN", help="a token id or the token")
+    _add_setting_flags(revoke, _STORE_FLAGS)
+    revoke.set_defaults(run=_token_revoke)
+
+    listing = token_commands.add_parser(
+        "list", help="list tokens (no secrets)", description="List every token, without secrets."
+    )
+    _add_setting_flags(listing, _STORE_FLAGS)
+    listing.set_defaults(run=_token_list)
+    return parser
+
+
+def _serve(settings: ServerSettings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from server.app import create_app
+    from server.logging import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it under the previous handler:
+    # make that handler a clean exit, so a stop by the supervisor exits 0, not -15.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+    )
+    return 0
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _tokens(settings: ServerSettings) -> TokenStore:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return TokenStore(settings.catalog_path)
+
+
+def _token_create(settings: ServerSettings, args: argparse.Namespace) -> int:
+    with _tokens(settings) as store:
+        issued = store.create(args.role, args.device_id, label=args.label)
+    print(issued.token, flush=True)
+    print(f"token id: {issued.token_id}", file=sys.stderr)
+    return 0
+
+
+def _token_revoke(settings: ServerSettings, args: argparse.Namespace) -> int:
+    with _tokens(settings) as store:
+        revoked = store.revoke(args.token)
+    shown = args.token if not args.token.startswith("cur_") else "the given token"
+    if not revoked:
+        print(f"curator-server: {shown} is unknown or already revoked", file=sys.stderr)
+        return 1
+    print(f"revoked {shown}", file=sys.stderr)
+    return 0
+
+
+def _token_list(settings: ServerSettings, args: argparse.Namespace) -> int:
+    with _tokens(settings) as store:
+        tokens = store.list()
+    print("token_id\trole\tdevice_id\tlabel\tcreated_at\trevoked_at")
+    for t in tokens:
+        revoked = "" if t.revoked_at is None else t.revoked_at.isoformat()
+        fields = (t.token_id, t.role.value, t.device_id or "", t.label or "")
+        print("\t".join((*fields, t.created_at.isoformat(), revoked)))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Run ``curator-server`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    Args:
+        argv: the arguments after the program name.
+        env: the environment (default ``os.environ``), read here and nowhere below.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run: Callable[[ServerSettings, argparse.Namespace], int] = args.run
+    try:
+        settings = load_settings(_overrides(args), args.config, os.environ if env is None else env)
+        return run(settings, args)
+    except (CuratorError, ServerError, OSError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"curator-server: error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

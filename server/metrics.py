@@ -1,0 +1,96 @@
+"""Prometheus metrics of one server app, in a registry of its own.
+
+Each :class:`ServerMetrics` owns a :class:`prometheus_client.CollectorRegistry` (never the
+global one), so two apps in one process (tests, or several apps behind one runner) do not clash.
+Gauges read at scrape time (outbox pending rows, drainer failures) are callbacks, so the metrics
+never hold a store open themselves.
+
+Metric names:
+
+- ``curator_server_requests_total{method, route, status}``: requests answered.
+- ``curator_server_request_duration_seconds{method, route}``: latency histogram.
+- ``curator_server_unhandled_errors_total``: requests that reached the catch-all 500 handler.
+- ``curator_server_outbox_pending_rows``: warehouse rows not yet delivered.
+- ``curator_server_drainer_failures_total``: failed outbox drains since start.
+- ``curator_server_drainer_drained_rows_total``: rows delivered by the drainer since start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+__all__ = ["CONTENT_TYPE", "UNMATCHED_ROUTE", "ServerMetrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+UNMATCHED_ROUTE = "<unmatched>"
+"""The ``route`` label of requests no route matched (keeps label values bounded)."""
+
+
+class ServerMetrics:
+    """The metrics of one app.
+
+    ``outbox_pending`` (returns the pending row count) and ``drainer_stats`` (returns
+    ``(failures, drained_rows)``) are set when the stores open; until then those metrics have
+    no sample.
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "curator_server_requests",
+            "Requests answered, by method, route template and status code.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "curator_server_request_duration_seconds",
+            "Time to answer a request, by method and route template.",
+            ["method", "route"],
+            registry=self.registry,
+        )
+        self.unhandled_errors = Counter(
+            "curator_server_unhandled_errors",
+            "Requests that failed with an unexpected exception (answered 500).",
+            registry=self.registry,
+        )
+        self.outbox_pending: Callable[[], int] | None = None
+        self.drainer_stats: Callable[[], tuple[int, int]] | None = None
+        self.registry.register(_StoreCollector(self))
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered request and its latency."""
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+    def render(self) -> bytes:
+        """The registry in Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+class _StoreCollector(Collector):
+    def __init__(self, metrics: ServerMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        pending = GaugeMetricFamily(
+            "curator_server_outbox_pending_rows", "Warehouse rows in the outbox, not delivered."
+        )
+        failures = CounterMetricFamily(
+            "curator_server_drainer_failures", "Failed outbox drains since the process started."
+        )
+        drained = CounterMetricFamily(
+            "curator_server_drainer_drained_rows", "Rows the outbox drainer delivered."
+        )
+        if self._metrics.outbox_pending is not None:
+            pending.add_metric([], float(self._metrics.outbox_pending()))
+        if self._metrics.drainer_stats is not None:
+            n_failures, n_drained = self._metrics.drainer_stats()
+            failures.add_metric([], float(n_failures))
+            drained.add_metric([], float(n_drained))
+        yield pending
+        yield failures
+        yield drained

@@ -1,0 +1,236 @@
+"""The server process's settings: one typed object, built once in ``main()`` and passed down.
+
+Sources, highest precedence first: command-line flags, the environment (prefix
+``CURATOR_SERVER_``, nested fields joined with ``__``, e.g. ``CURATOR_SERVER_SNOWFLAKE__ACCOUNT``),
+a TOML file (``--config`` or ``CURATOR_SERVER_CONFIG``; nested fields under ``[snowflake]``), then
+the defaults. :func:`load_settings` takes the environment as a mapping, so nothing below the
+process edge reads ``os.environ``. The Snowflake password is a :class:`~pydantic.SecretStr`: its
+``repr`` and logs show ``**********``.
+
+See docs/server.md for the table of settings.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from curator.errors import InvalidInputError
+
+__all__ = ["CONFIG_ENV_VAR", "ENV_PREFIX", "ServerSettings", "SnowflakeSettings", "load_settings"]
+
+ENV_PREFIX = "CURATOR_SERVER_"
+CONFIG_ENV_VAR = "CURATOR_SERVER_CONFIG"
+"""The environment variable naming the TOML file when ``--config`` is not given."""
+
+
+class SnowflakeSettings(BaseModel):
+    """How to reach Snowflake when ``warehouse = "snowflake"``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    account: str | None = Field(default=None, description="Snowflake account identifier.")
+    user: str | None = Field(default=None, description="Snowflake user name.")
+    password: SecretStr | None = Field(
+        default=None, description="Snowflake password (never logged)."
+    )
+    database: str = Field(default="CURATOR", description="Database holding the warehouse tables.")
+    schema_: str = Field(
+        default="PUBLIC", alias="schema", description="Schema of the warehouse tables."
+    )
+    warehouse: str | None = Field(
+        default=None, description="Snowflake virtual warehouse to run on."
+    )
+    role: str | None = Field(default=None, description="Snowflake role to assume.")
+    host: str | None = Field(
+        default=None, description="Override the host (tests: a fakesnow server)."
+    )
+    port: int | None = Field(default=None, ge=1, le=65535, description="Override the port.")
+    protocol: Literal["https", "http"] | None = Field(
+        default=None, description="Override the protocol."
+    )
+
+    def connect_args(self) -> dict[str, Any]:
+        """Keyword arguments for ``snowflake.connector.connect`` (the secret revealed here)."""
+        args: dict[str, Any] = {
+            k: v
+            for k, v in {
+                "account": self.account,
+                "user": self.user,
+                "warehouse": self.warehouse,
+                "role": self.role,
+                "host": self.host,
+                "port": self.port,
+                "protocol": self.protocol,
+            }.items()
+            if v is not None
+        }
+        if self.password is not None:
+            args["password"] = self.password.get_secret_value()
+        return args
+
+
+class ServerSettings(BaseSettings):
+    """Everything the server process is configured by; see docs/server.md."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    data_dir: Path = Field(
+        default=Path("curator-data"), description="Folder of the server's files."
+    )
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(
+        default=8000, ge=0, le=65535, description="Port to listen on (0: any free one)."
+    )
+    max_body_mb: float = Field(default=64.0, gt=0, description="Largest request body, in MiB.")
+    max_pixels: int = Field(default=40_000_000, gt=0, description="Largest image, width * height.")
+    dedup_threshold: float = Field(
+        default=0.95,
+        ge=-1.0,
+        le=1.0,
+        description="Cosine similarity at which a frame is a duplicate.",
+    )
+    warehouse: Literal["sqlite", "snowflake"] = Field(
+        default="sqlite",
+        description="Where decisions are logged: a local SQLite file or Snowflake.",
+    )
+    snowflake: SnowflakeSettings = Field(
+        default_factory=SnowflakeSettings, description="Snowflake connection."
+    )
+    blob_url: str | None = Field(
+        default=None, description="fsspec URL or folder for image blobs; default <data_dir>/blobs."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Lowest level logged."
+    )
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="JSON lines or plain text."
+    )
+
+    @property
+    def catalog_path(self) -> Path:
+        """The SQLite file shared by the catalog, the tokens and the warehouse outbox."""
+        return self.data_dir / "catalog.sqlite"
+
+    @property
+    def warehouse_path(self) -> Path:
+        """The local warehouse file when ``warehouse = "sqlite"``."""
+        return self.data_dir / "warehouse.sqlite"
+
+    @property
+    def blob_location(self) -> str:
+        """``blob_url``, or the folder ``<data_dir>/blobs``."""
+        return self.blob_url if self.blob_url else os.fspath(self.data_dir / "blobs")
+
+    @property
+    def max_body_bytes(self) -> int:
+        """``max_body_mb`` in bytes."""
+        return int(self.max_body_mb * 1024 * 1024)
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """The environment source, reading a given mapping instead of ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = dict(environ)
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {
+            (key if self.case_sensitive else key.lower()): value
+            for key, value in self._environ.items()
+            if not (self.env_ignore_empty and value == "")
+        }
+
+
+def load_settings(
+    cli_overrides: Mapping[str, Any],
+    config_path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> ServerSettings:
+    """Build the settings: ``cli_overrides`` > ``env`` > the TOML file > defaults.
+
+    Args:
+        cli_overrides: field values from flags; ``None`` values are ignored (a flag not given).
+            Nested fields as a dict, e.g. ``{"snowflake": {"account": "x"}}``.
+        config_path: the TOML file; when None, ``CURATOR_SERVER_CONFIG`` in ``env`` names it.
+        env: the environment; ``None`` means ``os.environ`` (call that only at the process
+            edge).
+
+    Raises:
+        InvalidInputError: a bad value, an unknown key, or an unreadable config file; one line
+            naming the field.
+    """
+    environ: Mapping[str, str] = os.environ if env is None else env
+    if config_path is None and environ.get(CONFIG_ENV_VAR):
+        config_path = Path(environ[CONFIG_ENV_VAR])
+    if config_path is not None and not Path(config_path).is_file():
+        raise InvalidInputError(f"config file {str(config_path)!r} does not exist")
+    overrides = _drop_none(dict(cli_overrides))
+
+    class _Loaded(ServerSettings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [
+                InitSettingsSource(settings_cls, init_kwargs=overrides),
+                _MappingEnvSource(settings_cls, environ),
+            ]
+            if config_path is not None:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_path))
+            return tuple(sources)
+
+    try:
+        loaded = _Loaded()
+    except ValidationError as exc:
+        raise InvalidInputError(_one_line(exc)) from None
+    except (OSError, ValueError) as exc:  # an unreadable or malformed TOML file
+        raise InvalidInputError(f"cannot read config file {str(config_path)!r}: {exc}") from None
+    values = {name: getattr(loaded, name) for name in ServerSettings.model_fields}
+    return ServerSettings.model_construct(loaded.model_fields_set, **values)  # validated above
+
+
+def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            value = _drop_none(value)
+            if not value:
+                continue
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def _one_line(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error["loc"]) or "settings"
+        given = error.get("input")
+        shown = "" if "password" in field or isinstance(given, dict) else f" (got {given!r})"
+        parts.append(f"setting {field!r}: {error['msg']}{shown}")
+    return "invalid settings: " + "; ".join(parts)
