@@ -2,9 +2,9 @@
 
 The app's lifespan opens the stores (:class:`~server.app.services.ServerServices`: catalog and
 tokens in one SQLite file, blob store, warehouse sink, outbox and its drainer thread) and closes
-them at shutdown. Routers stay thin: each resource has its module (``health``, ``whoami``; the
-ingest router is mounted in :func:`create_app`), dependencies are ``Annotated`` aliases in
-:mod:`server.app.deps`, and errors are translated to JSON by :mod:`server.app.errors`.
+them at shutdown. Routers stay thin: each resource has its module (``health``, ``whoami``,
+``ingest``), dependencies are ``Annotated`` aliases in :mod:`server.app.deps`, and errors are
+translated to JSON by :mod:`server.app.errors`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request, Response
 
-from server.app import health, whoami
+from server.app import health, ingest, whoami
 from server.app.errors import install_error_handlers
 from server.app.services import ServerServices
 from server.logging import REQUEST_LOGGER, request_fields
@@ -89,8 +89,7 @@ def create_app(
 
     app.include_router(health.router)
     app.include_router(whoami.router)
-    # The ingest router (server/ingest/) is mounted here:
-    #     app.include_router(ingest.router)
+    app.include_router(ingest.router)
     for router in extra_routers:
         app.include_router(router)
     return app

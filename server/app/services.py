@@ -7,18 +7,21 @@ test) and handed to routes through :mod:`server.app.deps`.
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass
 
 from server.auth import TokenStore
 from server.blobs import BlobStore, blob_key, open_blob_store
 from server.catalog import Catalog
 from server.db import SQLiteFile
+from server.ingest import IngestService, restore_dedup
 from server.settings import ServerSettings
 from server.warehouse import MetadataSink, Outbox, OutboxDrainer, SqliteSink
 
 __all__ = ["ServerServices", "open_sink"]
 
 _PROBE_KEY = blob_key(b"", "bin")
+log = logging.getLogger(__name__)
 
 
 def open_sink(settings: ServerSettings) -> MetadataSink:
@@ -43,6 +46,7 @@ class ServerServices:
     sink: MetadataSink
     outbox: Outbox
     drainer: OutboxDrainer
+    ingest: IngestService
 
     @classmethod
     def open(cls, settings: ServerSettings, *, sink: MetadataSink | None = None) -> ServerServices:
@@ -60,11 +64,20 @@ class ServerServices:
             blobs = open_blob_store(settings.blob_location)
             the_sink = sink if sink is not None else open_sink(settings)
             outbox = Outbox(settings.catalog_path)
+            snapshot_dir = settings.data_dir / "dedup"
+            ingest = IngestService(
+                catalog,
+                blobs,
+                restore_dedup(catalog, snapshot_dir, threshold=settings.dedup_threshold),
+                outbox,
+                max_pixels=settings.max_pixels,
+                snapshot_dir=snapshot_dir,
+            )
         except BaseException:
             db.close()
             raise
         drainer = OutboxDrainer(outbox, the_sink)
-        return cls(settings, db, catalog, tokens, blobs, the_sink, outbox, drainer)
+        return cls(settings, db, catalog, tokens, blobs, the_sink, outbox, drainer, ingest)
 
     def readiness(self) -> dict[str, str]:
         """Check each backing part now: ``{"catalog": "ok", "blobs": "...error...", ...}``."""
@@ -88,8 +101,13 @@ class ServerServices:
         return checks
 
     def close(self) -> None:
-        """Stop the drainer, then close the stores (errors on close are ignored)."""
+        """Stop the drainer, snapshot the dedup indexes (so the next start catches up less),
+        then close the stores (errors on close are logged or ignored)."""
         self.drainer.stop()
+        try:
+            self.ingest.snapshot()
+        except Exception:
+            log.exception("dedup snapshot failed; the next start rebuilds from the catalog")
         for close in (self.sink.close, self.outbox.close, self.db.close):
             with contextlib.suppress(Exception):
                 close()

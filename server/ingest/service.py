@@ -109,14 +109,8 @@ class IngestService:
         catalog = Catalog(root / "catalog.sqlite")
         try:
             outbox = Outbox(root / "catalog.sqlite")
-            dedup = FleetDedup.restore(
-                root / "dedup",
-                lambda mv, after: (
-                    (r.ingest_seq, r.embedding) for r in catalog.accepted_since(mv, after)
-                ),
-                model_versions=lambda: _model_versions(catalog),
-                threshold=threshold,
-                index_factory=index_factory,
+            dedup = restore_dedup(
+                catalog, root / "dedup", threshold=threshold, index_factory=index_factory
             )
         except BaseException:
             catalog.close()
@@ -352,6 +346,29 @@ def _is_new(answer: FrameRow | None, *statuses: str) -> bool:
         and answer.status in statuses
         and answer.ingest_seq is not None
         and answer.dedup_method != "exact"
+    )
+
+
+def restore_dedup(
+    catalog: Catalog,
+    snapshot_dir: str | os.PathLike[str],
+    *,
+    threshold: float = 0.95,
+    index_factory: IndexFactory | None = None,
+) -> FleetDedup:
+    """The dedup indexes from the snapshot in ``snapshot_dir`` (if any), caught up from every
+    frame the catalog accepted past each snapshot's watermark: after a crash the indexes hold
+    exactly the accepted frames.
+
+    Raises:
+        InvalidInputError: ``threshold`` outside ``[-1, 1]``.
+    """
+    return FleetDedup.restore(
+        snapshot_dir,
+        lambda mv, after: ((r.ingest_seq, r.embedding) for r in catalog.accepted_since(mv, after)),
+        model_versions=lambda: _model_versions(catalog),
+        threshold=threshold,
+        index_factory=index_factory,
     )
 
 
