@@ -13,6 +13,8 @@ Metric names:
 - ``curator_server_outbox_pending_rows``: warehouse rows not yet delivered.
 - ``curator_server_drainer_failures_total``: failed outbox drains since start.
 - ``curator_server_drainer_drained_rows_total``: rows delivered by the drainer since start.
+- ``curator_server_frames_total{status}``: uploaded frames answered, by status.
+- ``curator_server_index_vectors{model_version}``: vectors in each near-duplicate index.
 """
 
 from __future__ import annotations
@@ -57,7 +59,14 @@ class ServerMetrics:
             "Requests that failed with an unexpected exception (answered 500).",
             registry=self.registry,
         )
+        self.frames = Counter(
+            "curator_server_frames",
+            "Uploaded frames answered, by status (accepted, duplicate, rejected).",
+            ["status"],
+            registry=self.registry,
+        )
         self.outbox_pending: Callable[[], int] | None = None
+        self.index_vectors: Callable[[], dict[str, int]] | None = None
         self.drainer_stats: Callable[[], tuple[int, int]] | None = None
         self.registry.register(_StoreCollector(self))
 
@@ -91,6 +100,15 @@ class _StoreCollector(Collector):
             n_failures, n_drained = self._metrics.drainer_stats()
             failures.add_metric([], float(n_failures))
             drained.add_metric([], float(n_drained))
+        vectors = GaugeMetricFamily(
+            "curator_server_index_vectors",
+            "Vectors in the near-duplicate index of each embedding model version.",
+            labels=["model_version"],
+        )
+        if self._metrics.index_vectors is not None:
+            for version, count in sorted(self._metrics.index_vectors().items()):
+                vectors.add_metric([version], float(count))
         yield pending
         yield failures
         yield drained
+        yield vectors

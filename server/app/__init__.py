@@ -54,6 +54,10 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = ServerServices.open(settings, sink=sink)
         metrics.outbox_pending = services.outbox.pending
+        metrics.index_vectors = lambda: {
+            version: space["vectors"]
+            for version, space in services.ingest.dedup.stats()["model_versions"].items()
+        }
         metrics.drainer_stats = lambda: (
             services.drainer.stats().failures,
             services.drainer.stats().drained_rows,
@@ -68,7 +72,7 @@ def create_app(
             yield
         finally:
             app.state.services = None
-            metrics.outbox_pending = metrics.drainer_stats = None
+            metrics.outbox_pending = metrics.drainer_stats = metrics.index_vectors = None
             services.close()
             log.info("server stopped")
 

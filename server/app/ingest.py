@@ -66,4 +66,8 @@ async def upload_batch(
         raise UnsupportedMediaType(f"expected Content-Type {MEDIA_TYPE}, got {media_type!r}")
     body = await _read_body(request, services.settings.max_body_bytes)
     batch = decode_batch(body)
-    return await run_in_threadpool(services.ingest.ingest, batch, principal)
+    result = await run_in_threadpool(services.ingest.ingest, batch, principal)
+    for status in ("accepted", "duplicate", "rejected"):
+        if count := result.count(status):
+            request.app.state.metrics.frames.labels(status).inc(count)
+    return result

@@ -94,6 +94,11 @@ class ServerServices:
         except Exception as exc:
             checks["blobs"] = f"{type(exc).__name__}: {exc}"
         try:
+            self.ingest.dedup.stats()
+            checks["index"] = "ok"
+        except Exception as exc:
+            checks["index"] = f"{type(exc).__name__}: {exc}"
+        try:
             self.sink.ping()
             checks["warehouse"] = "ok"
         except Exception as exc:

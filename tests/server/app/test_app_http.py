@@ -66,7 +66,7 @@ def test_readyz_ok(client: Any) -> None:
     assert r.status_code == 200
     assert r.json() == {
         "status": "ready",
-        "checks": {"catalog": "ok", "blobs": "ok", "warehouse": "ok"},
+        "checks": {"catalog": "ok", "blobs": "ok", "index": "ok", "warehouse": "ok"},
     }
 
 

@@ -156,3 +156,13 @@ def test_openapi_documents_the_binary_body(app_client: Any) -> None:
     assert MEDIA_TYPE in operation["requestBody"]["content"]
     assert {"400", "401", "403", "413", "415"} <= set(operation["responses"])
     assert operation["description"]
+
+
+def test_metrics_count_answered_frames_and_index_vectors(app_client: Any) -> None:
+    bad = frame(11, 3, embedding=np.array([np.inf] + [1.0] * 7))
+    post(app_client, body(frame(10, 1), frame(10, 2), bad), app_client.token)
+    text = app_client.get("/metrics").text
+    assert 'curator_server_frames_total{status="accepted"} 1.0' in text
+    assert 'curator_server_frames_total{status="duplicate"} 1.0' in text
+    assert 'curator_server_frames_total{status="rejected"} 1.0' in text
+    assert 'curator_server_index_vectors{model_version="m1"} 1.0' in text
