@@ -105,6 +105,8 @@ def test_bad_frames_are_rejected_one_by_one(app_client: Any) -> None:
     [
         ("no token", 401, "unauthorized"),
         ("garbage token", 401, "unauthorized"),
+        ("revoked token", 401, "unauthorized"),
+        ("labeler token", 403, "forbidden"),
         ("another device", 403, "forbidden"),
         ("wrong content type", 415, "unsupported_media_type"),
         ("bad magic", 400, "wire_format_error"),
@@ -121,6 +123,10 @@ def test_bad_requests_get_a_clear_4xx_and_store_nothing(
         token = None
     elif case == "garbage token":
         token = "cur_not-a-token"
+    elif case == "revoked token":
+        assert app_client.app.state.services.tokens.revoke(token)
+    elif case == "labeler token":
+        token = app_client.app.state.services.tokens.create("labeler").token
     elif case == "another device":
         data = body(frame(7, 1, device="cam-2"), device="cam-2")
     elif case == "wrong content type":
