@@ -172,3 +172,42 @@ def test_metrics_count_answered_frames_and_index_vectors(app_client: Any) -> Non
     assert 'curator_server_frames_total{status="duplicate"} 1.0' in text
     assert 'curator_server_frames_total{status="rejected"} 1.0' in text
     assert 'curator_server_index_vectors{model_version="m1"} 1.0' in text
+
+
+def _png_bomb(width: int, height: int) -> bytes:
+    """A PNG whose header declares ``width`` x ``height`` but whose data is a few bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_a_decompression_bomb_is_rejected_without_decoding(app_client: Any) -> None:
+    bomb = FrameRecord.from_image(
+        _png_bomb(50_000, 50_000),
+        np.ones(8),
+        device_id="cam-1",
+        device_seq=1,
+        captured_at=T0,
+        model_version="m1",
+        width=50_000,
+        height=50_000,
+        image_format="png",
+        scores={"entropy": 0.5},
+        keep_reason="uncertain",
+    )
+    answer = post(app_client, body(bomb), app_client.token).json()["results"][0]
+    assert answer["status"] == "rejected"
+    assert answer["reason"].startswith("too_many_pixels")
+    assert stored(app_client) == {"accepted": 0, "duplicate": 0}
