@@ -51,6 +51,12 @@ _SETTING_FLAGS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("--snowflake-host", ("snowflake", "host"), "Snowflake host override (tests)"),
     ("--snowflake-port", ("snowflake", "port"), "Snowflake port override (tests)"),
     ("--snowflake-protocol", ("snowflake", "protocol"), "https (default) or http (tests)"),
+    ("--snowflake-login-timeout", ("snowflake", "login_timeout"), "seconds per login (default 10)"),
+    (
+        "--snowflake-network-timeout",
+        ("snowflake", "network_timeout"),
+        "seconds per request, retries included (default 30)",
+    ),
 )
 _STORE_FLAGS = ("--data-dir",)
 

@@ -61,6 +61,15 @@ class SnowflakeSettings(BaseModel):
     protocol: Literal["https", "http"] | None = Field(
         default=None, description="Override the protocol."
     )
+    login_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds to wait for a Snowflake login before giving up."
+    )
+    network_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a Snowflake request may take, retries included (the connector's "
+        "own default is unbounded, which would hang the outbox drainer during an outage).",
+    )
 
     def connect_args(self) -> dict[str, Any]:
         """Keyword arguments for ``snowflake.connector.connect`` (the secret revealed here)."""
@@ -74,6 +83,8 @@ class SnowflakeSettings(BaseModel):
                 "host": self.host,
                 "port": self.port,
                 "protocol": self.protocol,
+                "login_timeout": self.login_timeout,
+                "network_timeout": self.network_timeout,
             }.items()
             if v is not None
         }

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
+from server.errors import WarehouseUnavailable
 from server.warehouse.tables import TABLES, Row, Table, get_table, last_per_key, validate_rows
 
 __all__ = ["MetadataSink"]
@@ -36,6 +37,7 @@ class MetadataSink(ABC):
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._tables_ready = False
+        self._ping_thread: threading.Thread | None = None
 
     def ensure_tables(self) -> None:
         """Create every table that does not exist yet; existing tables and rows are kept.
@@ -91,14 +93,41 @@ class MetadataSink(ABC):
             self._ready()
             return self._count(spec)
 
+    ping_wait_s = 3.0
+    """How long :meth:`ping` waits for an answer, a call in progress (the drainer retrying an
+    outage, say) included."""
+
     def ping(self) -> None:
-        """Check that the store answers now.
+        """Check that the store answers now, within :attr:`ping_wait_s` seconds.
+
+        The check runs in a helper thread so that a client library stuck retrying (until its
+        own network timeout) cannot hold up a health check; while one such check is still
+        stuck, the next fails at once instead of starting another.
 
         Raises:
-            WarehouseUnavailable: it does not.
+            WarehouseUnavailable: it does not answer in time, or answers with an error.
         """
-        with self._lock:
-            self._ping()
+        stuck = self._ping_thread
+        if stuck is not None and stuck.is_alive():
+            raise WarehouseUnavailable("an earlier check is still waiting for the warehouse")
+        outcome: list[BaseException | None] = []
+
+        def check() -> None:
+            try:
+                with self._lock:
+                    self._ping()
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=check, name="warehouse-ping", daemon=True)
+        self._ping_thread = thread
+        thread.start()
+        thread.join(self.ping_wait_s)
+        if not outcome:
+            raise WarehouseUnavailable(f"no answer from the warehouse in {self.ping_wait_s:g} s")
+        if outcome[0] is not None:
+            raise outcome[0]
 
     def close(self) -> None:
         """Release the connection; later calls reconnect."""
