@@ -187,62 +187,91 @@ def frame_value(uncertainty: float, novelty: float) -> float:
     return float(uncertainty * min(max(novelty, 0.0), 1.0))
 
 
+Choose = Callable[[float, float], tuple[bool, str]]
+"""``choose(value, now) -> (keep, reason)``: one camera's keep rule."""
+
+
+@dataclass
+class KeptFrames:
+    """What a camera kept, with what the model said about each frame when it was kept."""
+
+    objects: list[int] = field(default_factory=list)
+    images: list[UInt8] = field(default_factory=list)
+    embeddings: list[npt.NDArray[np.float32]] = field(default_factory=list)
+    probs: list[npt.NDArray[np.float32]] = field(default_factory=list)
+
+
 def _stream(
     model: OnnxModel,
     frames: Iterator[tuple[int, UInt8]],
     total: int,
-    keep: Callable[[float], bool] | None,
-    selector: StreamSelector | None,
+    choose: Choose,
     tick: Callable[[int], None],
     batch: int = 256,
-) -> tuple[list[int], list[UInt8], CameraStats]:
-    """Score frames batch by batch and keep them; returns object ids, frames and stats."""
+) -> tuple[KeptFrames, CameraStats]:
+    """Score frames batch by batch and keep what ``choose`` says; novelty is measured against
+    every frame kept so far, those of the current batch included."""
     stats = CameraStats()
-    kept_ids: list[int] = []
-    kept_frames: list[UInt8] = []
-    kept_emb = np.empty((0, model.embedding_dim), np.float32)
+    kept = KeptFrames()
+    kept_unit = np.empty((0, model.embedding_dim), np.float32)
     clock = 0.0
     while stats.frames_seen < total:
         chunk = [f for _, f in zip(range(batch), frames, strict=False)]
-        ids = [i for i, _ in chunk]
         imgs = np.stack([f for _, f in chunk])
         pred = model.predict(imgs[..., None], batch_size=batch)
-        unc = entropy(pred.probs)
-        emb = l2_normalize(pred.embeddings)
-        base_sim, _ = max_similarity(emb, kept_emb)
+        probs = pred.probs
+        unc = entropy(probs)
+        unit = l2_normalize(pred.embeddings)
+        base_sim, _ = max_similarity(unit, kept_unit)
         fresh: list[npt.NDArray[np.float32]] = []
-        for j in range(len(chunk)):
+        for j, (obj, image) in enumerate(chunk):
             clock += 1 / 30  # a 30 fps camera
-            sim = float(base_sim[j]) if len(kept_emb) else -1.0
+            sim = float(base_sim[j]) if len(kept_unit) else -1.0
             if fresh:
-                sim = max(sim, float((np.stack(fresh) @ emb[j]).max()))
+                sim = max(sim, float((np.stack(fresh) @ unit[j]).max()))
             novelty = 1.0 - sim if sim > -1.0 else 1.0
-            dark = measure(imgs[j]).underexposed > 0.98
-            if selector is not None:
-                decision = selector.decide(0.0 if dark else frame_value(unc[j], novelty), clock)
-                selector.commit(decision, decision.keep)
-                kept, reason = decision.keep, decision.reason
-            else:
-                kept = keep is not None and keep(0.0)
-                reason = "random" if kept else "not_drawn"
+            dark = measure(image).underexposed > 0.98
+            keep, reason = choose(0.0 if dark else frame_value(unc[j], novelty), clock)
             stats.reasons[reason] = stats.reasons.get(reason, 0) + 1
-            if kept:
-                kept_ids.append(ids[j])
-                kept_frames.append(imgs[j])
-                fresh.append(emb[j])
+            if keep:
+                kept.objects.append(obj)
+                kept.images.append(image)
+                kept.embeddings.append(pred.embeddings[j])
+                kept.probs.append(probs[j])
+                fresh.append(unit[j])
         if fresh:
-            kept_emb = np.vstack([kept_emb, np.stack(fresh)])
+            kept_unit = np.vstack([kept_unit, np.stack(fresh)])
         stats.frames_seen += len(chunk)
         tick(len(chunk))
-    stats.frames_kept = len(kept_ids)
-    return kept_ids, kept_frames, stats
+    stats.frames_kept = len(kept.objects)
+    return kept, stats
 
 
-def _dedup(model: OnnxModel, frames: list[UInt8], threshold: float) -> npt.NDArray[np.int64]:
+def _budgeted(selector: StreamSelector) -> Choose:
+    """Keep by the streaming budget; every decision is committed (storing cannot fail here)."""
+
+    def choose(value: float, now: float) -> tuple[bool, str]:
+        decision = selector.decide(value, now)
+        selector.commit(decision, decision.keep)
+        return decision.keep, decision.reason
+
+    return choose
+
+
+def _uniform(keep_ratio: float, rng: np.random.Generator) -> Choose:
+    """Keep each frame with probability ``keep_ratio``, whatever its value (the baseline)."""
+
+    def choose(value: float, now: float) -> tuple[bool, str]:
+        keep = bool(rng.random() < keep_ratio)
+        return keep, "random" if keep else "not_drawn"
+
+    return choose
+
+
+def _dedup(embeddings: list[npt.NDArray[np.float32]], threshold: float) -> npt.NDArray[np.int64]:
     """What the server does on arrival: a frame is a duplicate when the FAISS index already
     holds one with cosine similarity >= threshold; otherwise it is accepted and indexed."""
-    embeddings = model.predict(np.stack(frames)[..., None], batch_size=512).embeddings
-    index = FaissIndex(model.embedding_dim)
+    index = FaissIndex(len(embeddings[0]))
     accepted: list[int] = []
     for i, vector in enumerate(embeddings):
         sims, _ = index.search(vector[None], 1)
@@ -288,43 +317,33 @@ def run_demo(config: DemoConfig, progress: Progress) -> DemoReport:
     total = config.objects * config.hold
     selector = StreamSelector(config.keep_ratio, window=500)
     tick = progress("curated camera", total)
-    cur_ids, cur_frames, curated = _stream(
-        seed_model, _camera(train_x, curated_objects, config.hold, rng), total, None, selector, tick
-    )
+    curated_frames = _camera(train_x, curated_objects, config.hold, rng)
+    cur, curated = _stream(seed_model, curated_frames, total, _budgeted(selector), tick)
     tick = progress("random camera", total)
-    draw = np.random.default_rng(config.seed + 1)
-    rnd_ids, rnd_frames, random_stats = _stream(
-        seed_model,
-        _camera(train_x, random_objects, config.hold, rng),
-        total,
-        lambda _: bool(draw.random() < config.keep_ratio),
-        None,
-        tick,
-    )
+    baseline = _uniform(config.keep_ratio, np.random.default_rng(config.seed + 1))
+    random_frames = _camera(train_x, random_objects, config.hold, rng)
+    rnd, random_stats = _stream(seed_model, random_frames, total, baseline, tick)
 
-    reps = _dedup(seed_model, cur_frames, config.dedup_threshold)
-    curated.duplicates_dropped = len(cur_frames) - len(reps)
+    reps = _dedup(cur.embeddings, config.dedup_threshold)
+    curated.duplicates_dropped = len(cur.objects) - len(reps)
 
     tick = progress("label and retrain", 2)
-    pool_pred = seed_model.predict(
-        np.stack([cur_frames[i] for i in reps])[..., None], batch_size=512
-    )
     picked = select(
         DEFAULT_STRATEGY,
         k=config.label_budget,
         rng=config.seed,
-        embeddings=pool_pred.embeddings,
-        probs=pool_pred.probs,
+        embeddings=np.stack([cur.embeddings[i] for i in reps]),
+        probs=np.stack([cur.probs[i] for i in reps]),
     )
-    drawn = np.random.default_rng(config.seed + 2).permutation(len(rnd_ids))
+    drawn = np.random.default_rng(config.seed + 2).permutation(len(rnd.objects))
     labeled = {
-        "curated": (curated, [int(reps[i]) for i in picked], cur_ids, cur_frames),
-        "random": (random_stats, drawn[: config.label_budget].tolist(), rnd_ids, rnd_frames),
+        "curated": (curated, [int(reps[i]) for i in picked], cur),
+        "random": (random_stats, drawn[: config.label_budget].tolist(), rnd),
     }
-    for name, (stats, chosen, ids, frames) in labeled.items():
+    for name, (stats, chosen, kept) in labeled.items():
         # the labeling team labels the kept frames; the data set's labels stand in for them
-        images = np.concatenate([train_x[seed_idx], np.stack([frames[i] for i in chosen])])
-        labels = np.concatenate([train_y[seed_idx], train_y[[ids[i] for i in chosen]]])
+        images = np.concatenate([train_x[seed_idx], np.stack([kept.images[i] for i in chosen])])
+        labels = np.concatenate([train_y[seed_idx], train_y[[kept.objects[i] for i in chosen]]])
         model = embedder.export(
             _fit_head(embedder(images), labels), f"demo-{name}", out / f"{name}.onnx"
         )
