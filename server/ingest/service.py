@@ -4,9 +4,10 @@ The order of the checks, what is written where and what a crash leaves are in do
 In short, per batch: authorise; answer re-sent frames from the catalog; content checks
 (:func:`curator.wire.frame_problems`, :func:`server.images.inspect_image`); then, holding the
 dedup lock of every model version in the batch: exact duplicates (the frame id is stored),
-near duplicates (:meth:`FleetDedup.check` on the rest, in upload order), ``BlobStore.put`` of
-the accepted images, ONE catalog transaction with the answers and their warehouse outbox rows,
-and finally :meth:`FleetDedup.accept` of the accepted frames' ``ingest_seq``.
+near duplicates (:meth:`FleetDedup.check` on the rest, in upload order), ``BlobStore.put_many``
+of the accepted images (durable together), ONE catalog transaction with the answers and their
+warehouse outbox rows, and finally :meth:`FleetDedup.accept` of the accepted frames'
+``ingest_seq``.
 """
 
 from __future__ import annotations
@@ -245,32 +246,36 @@ class IngestService:
             d.duplicate_of_id for d in decisions if d.duplicate_of_id is not None
         )
         rows: dict[int, FrameRow] = {}
+        fresh: list[tuple[int, float]] = []
         for i, decision in zip(positions, decisions, strict=True):
             frame = frames[i]
-            if decision.is_duplicate:
-                if decision.batch_position_of_original is not None:
-                    original = frames[positions[decision.batch_position_of_original]].frame_id
-                else:
-                    original = originals[decision.duplicate_of_id]  # type: ignore[index]
-                rows[i] = FrameRow.from_record(
-                    frame,
-                    status="duplicate",
-                    received_at=now,
-                    batch_id=batch.batch_id,
-                    duplicate_of=original,
-                    similarity=min(1.0, max(-1.0, float(decision.similarity or 0.0))),
-                    dedup_method="near",
-                    dedup_threshold=decision.threshold,
-                )
+            if not decision.is_duplicate:
+                fresh.append((i, decision.threshold))
+                continue
+            if decision.batch_position_of_original is not None:
+                original = frames[positions[decision.batch_position_of_original]].frame_id
             else:
-                rows[i] = FrameRow.from_record(
-                    frame,
-                    status="accepted",
-                    received_at=now,
-                    batch_id=batch.batch_id,
-                    blob_key=self.blobs.put(frame.image, frame.image_format),
-                    dedup_threshold=decision.threshold,
-                )
+                original = originals[decision.duplicate_of_id]  # type: ignore[index]
+            rows[i] = FrameRow.from_record(
+                frame,
+                status="duplicate",
+                received_at=now,
+                batch_id=batch.batch_id,
+                duplicate_of=original,
+                similarity=min(1.0, max(-1.0, float(decision.similarity or 0.0))),
+                dedup_method="near",
+                dedup_threshold=decision.threshold,
+            )
+        keys = self.blobs.put_many((frames[i].image, frames[i].image_format) for i, _ in fresh)
+        for (i, threshold), key in zip(fresh, keys, strict=True):
+            rows[i] = FrameRow.from_record(
+                frames[i],
+                status="accepted",
+                received_at=now,
+                batch_id=batch.batch_id,
+                blob_key=key,
+                dedup_threshold=threshold,
+            )
         return rows
 
     def _enqueue(

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import server.blobs as blobs_module
 from curator.errors import InvalidInputError
 from server.blobs import (
     BlobStore,
@@ -123,7 +124,38 @@ class TestLocalBlobStore(BlobStoreContract):
         after = os.stat(tmp_path / key)
         assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 
-    def test_writes_are_fsynced_then_renamed_then_the_folder_fsynced(
+    def test_a_batch_is_flushed_once_before_its_renames_and_once_after(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        store = LocalBlobStore(tmp_path)
+        events: list[str] = []
+        real_syncfs, real_replace = blobs_module._SYNCFS, os.replace
+        if real_syncfs is None:
+            pytest.skip("no syncfs in this C library; the fsync fallback is tested below")
+
+        def syncfs(fd: int) -> int:
+            staged = [p for p in tmp_path.rglob(".tmp-*") if p.read_bytes().startswith(JPEG)]
+            events.append(f"syncfs with {len(staged)} whole temporaries")
+            return real_syncfs(fd)
+
+        def replace(src: str, dst: str) -> None:
+            events.append("replace")
+            real_replace(src, dst)
+
+        monkeypatch.setattr(blobs_module, "_SYNCFS", syncfs)
+        monkeypatch.setattr(os, "replace", replace)
+        images = [JPEG + bytes([i]) for i in range(5)]
+        keys = store.put_many([(image, "jpeg") for image in images + images[:2]])
+        assert events == [
+            "syncfs with 5 whole temporaries",
+            *["replace"] * 5,
+            "syncfs with 0 whole temporaries",
+        ]
+        assert keys == [blob_key(image, "jpeg") for image in images + images[:2]]
+        assert [store.get(k) for k in keys[:5]] == images
+        assert store.put_many([(images[0], "jpeg")]) == keys[:1] and len(events) == 7  # no write
+
+    def test_without_syncfs_every_temporary_then_every_folder_is_fsynced(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         store = LocalBlobStore(tmp_path)
@@ -131,25 +163,30 @@ class TestLocalBlobStore(BlobStoreContract):
         real_fsync, real_replace = os.fsync, os.replace
 
         def fsync(fd: int) -> None:
-            target = os.readlink(f"/proc/self/fd/{fd}") if Path("/proc/self/fd").exists() else "?"
-            events.append(("fsync", target))
+            events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
             real_fsync(fd)
 
         def replace(src: str, dst: str) -> None:
             events.append(("replace", str(dst)))
             real_replace(src, dst)
 
+        monkeypatch.setattr(blobs_module, "_SYNCFS", None)
         monkeypatch.setattr(os, "fsync", fsync)
         monkeypatch.setattr(os, "replace", replace)
-        key = store.put(JPEG, "jpeg")
-        final, folder = str(tmp_path / key), str((tmp_path / key).parent)
+        keys = store.put_many([(JPEG + bytes([i]), "jpeg") for i in range(3)])
         kinds = [kind for kind, _ in events]
-        i = kinds.index("replace")
-        assert events[i] == ("replace", final)
-        assert kinds[:i][-1] == "fsync" and ".tmp-" in events[i - 1][1]  # data before rename
-        assert events[i + 1] == ("fsync", folder)  # the rename itself made durable
-        # the new folders ab/ and ab/cd/ were made durable in their parents too
-        assert ("fsync", str(tmp_path)) in events[:i]
+        first, last = kinds.index("replace"), len(kinds) - kinds[::-1].index("replace") - 1
+        assert sum(".tmp-" in target for _, target in events[:first]) == 3  # data first
+        assert [target for _, target in events[first : last + 1]] == [
+            str(tmp_path / k) for k in keys
+        ]
+        synced_after = {target for _, target in events[last + 1 :]}
+        for key in keys:  # the renames, and the new ab/ and ab/cd/ folders, made durable
+            assert {
+                str((tmp_path / key).parent),
+                str((tmp_path / key).parent.parent),
+            } <= synced_after
+        assert str(tmp_path) in synced_after
 
     def test_a_failed_write_leaves_neither_blob_nor_temporary(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
