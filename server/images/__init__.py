@@ -28,8 +28,8 @@ Two passes:
    ``Image.MAX_IMAGE_PIXELS``, is never changed; the effective limit is the smaller of the two,
    so Pillow's ``DecompressionBombWarning`` and ``DecompressionBombError`` cannot fire.
 2. **A decode** with Pillow (``Image.load()``, never ``LOAD_TRUNCATED_IMAGES``), for
-   truncated and corrupt data; a JPEG at 1/8 scale, which still entropy-decodes all its data. Any exception Pillow raises on hostile bytes becomes
-   ``ImageRejected``.
+   truncated and corrupt data; a JPEG at 1/8 scale, which still entropy-decodes all its data.
+   Any exception Pillow raises on hostile bytes becomes ``ImageRejected``.
 
 No warning filter is touched (``warnings.catch_warnings`` is not thread-safe, and this runs in
 a thread pool): the structural pass refuses what would make Pillow warn while opening a JPEG or

@@ -223,7 +223,7 @@ class IngestService:
             recorded = self.catalog.record([rows[i] for i in order], conn=conn)
             for i, answer in zip(order, recorded, strict=True):
                 answers[i] = answer
-            self._enqueue(conn, answers, known, stored_here, near, now)
+            self._enqueue(conn, frames, answers, answered, now)
             self.catalog.touch_device(
                 batch.device_id, max(f.device_seq for f in frames), now, conn=conn
             )
@@ -281,28 +281,27 @@ class IngestService:
     def _enqueue(
         self,
         conn: sqlite3.Connection,
+        frames: Sequence[FrameRecord],
         answers: Sequence[FrameRow | None],
-        known: set[str],
-        stored_here: set[str],
-        near: dict[str, list[int]],
+        answered: dict[int, str],
         now: datetime,
     ) -> None:
-        """Outbox rows for the answers this batch decided, in the caller's transaction.
+        """Outbox rows for the uploads this batch decided, in the caller's transaction.
 
-        The warehouse keys ``frames`` and ``dedup_decisions`` by ``frame_id`` alone, so a row
-        is written only for an id this batch stored first, or a rejected frame whose id is not
-        stored: an exact repeat or a re-sent frame would overwrite the original's row.
+        The warehouse keys ``frames`` and ``dedup_decisions`` by upload (``device_id``,
+        ``device_seq``), so every upload decided here gets its rows: accepted, near or exact
+        duplicates (an image another device sent first included) and rejections. An upload the
+        catalog had answered before (``answered``) gets none: its rows were written when it was
+        decided, and a reused ``device_seq`` must not overwrite them.
         """
-        decided = {i for positions in near.values() for i in positions}
         frame_rows, dup_rows = [], []
-        for i, answer in enumerate(answers):
+        for frame, answer in zip(frames, answers, strict=True):
             assert answer is not None  # every position was answered above
-            if i in decided and _is_new(answer, "accepted", "duplicate"):
-                frame_rows.append(frame_row(answer))
-                if answer.status == "duplicate":
-                    dup_rows.append(dedup_decision_row(answer, now))
-            elif answer.status == "rejected" and answer.frame_id not in known | stored_here:
-                frame_rows.append(frame_row(answer))
+            if frame.device_seq in answered:
+                continue
+            frame_rows.append(frame_row(answer))
+            if answer.status == "duplicate":
+                dup_rows.append(dedup_decision_row(answer, now))
         self.outbox.enqueue("frames", frame_rows, conn=conn)
         self.outbox.enqueue("dedup_decisions", dup_rows, conn=conn)
 

@@ -1,5 +1,6 @@
 """The warehouse rows ingest writes: ``frames`` for every answer, ``dedup_decisions`` for
-near duplicates (columns in :mod:`server.warehouse.tables`)."""
+every duplicate, both keyed by upload (``device_id``, ``device_seq``); columns in
+:mod:`server.warehouse.tables`."""
 
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ def dedup_decision_row(answer: FrameRow, decided_at: datetime) -> dict[str, Any]
     """The ``dedup_decisions`` warehouse row for a frame answered ``duplicate``."""
     return {
         "frame_id": answer.frame_id,
+        "device_id": answer.device_id,
+        "device_seq": answer.device_seq,
         "duplicate_of": answer.duplicate_of,
         "similarity": answer.similarity,
         "threshold": answer.dedup_threshold,

@@ -110,9 +110,9 @@ def _c(name: str, type_: ColumnType, doc: str, **kw: Any) -> Column:
 FRAMES = Table(
     "frames",
     (
-        _c("frame_id", "text", "sha256 of the encoded image bytes"),
+        _c("frame_id", "text", "sha256 of the encoded image bytes (one row per upload of it)"),
         _c("device_id", "text", "the device that uploaded it"),
-        _c("device_seq", "integer", "the device's sequence number of the frame"),
+        _c("device_seq", "integer", "the device's sequence number of the upload"),
         _c("captured_at", "timestamp", "when the device captured it (UTC)"),
         _c("received_at", "timestamp", "when the server received it (UTC)"),
         _c("model_version", "text", "the model that scored it on the device"),
@@ -136,14 +136,16 @@ FRAMES = Table(
         _c("image_bytes", "integer", "size of the encoded image"),
         _c("schema_version", "integer", "curator.wire schema version of the upload"),
     ),
-    ("frame_id",),
-    "every frame the server saw and what it decided",
+    ("device_id", "device_seq"),
+    "every upload the server answered and what it decided",
 )
 
 DEDUP_DECISIONS = Table(
     "dedup_decisions",
     (
         _c("frame_id", "text", "the frame found to be a duplicate"),
+        _c("device_id", "text", "the device that uploaded it"),
+        _c("device_seq", "integer", "the device's sequence number of the upload"),
         _c("duplicate_of", "text", "the frame already in the catalog"),
         _c("similarity", "real", "1.0 for exact duplicates, the cosine for near ones"),
         _c("threshold", "real", "the threshold the similarity was compared with"),
@@ -151,8 +153,8 @@ DEDUP_DECISIONS = Table(
         _c("method", "text", "how it was found", required=True, choices=("exact", "near")),
         _c("decided_at", "timestamp", "when the server decided (UTC)"),
     ),
-    ("frame_id",),
-    "one row per frame dropped as a duplicate, and why",
+    ("device_id", "device_seq"),
+    "one row per upload dropped as a duplicate, and why",
 )
 
 LABELS = Table(

@@ -190,23 +190,39 @@ def check_catalog(data_dir: Path, fleet: Fleet) -> dict[str, Any]:
     return rows
 
 
-def check_warehouse_frames(
-    warehouse_rows: list[dict[str, Any]], catalog_rows: dict[str, Any]
+def check_warehouse(
+    frames_rows: list[dict[str, Any]],
+    decision_rows: list[dict[str, Any]],
+    fleet: Fleet,
+    catalog_rows: dict[str, Any],
 ) -> None:
-    """Each catalog frame (accepted or near duplicate) exactly once, with the same status.
-
-    Exact re-uploads (the same bytes from another device, or a re-sent batch) are not logged as
-    rows of their own: the warehouse keys ``frames`` by frame_id, so they would overwrite the
-    original's row (server/ingest/service.py, ``_enqueue``). Only accepted and near-duplicate
-    frames are asserted here, and no rejected frame is uploaded.
-    """
-    counts = Counter(r["frame_id"] for r in warehouse_rows)
-    doubled = {fid: n for fid, n in counts.items() if n > 1}
-    assert not doubled, f"frames logged more than once: {doubled}"
-    missing, extra = set(catalog_rows) - set(counts), set(counts) - set(catalog_rows)
-    assert not missing and not extra, f"{len(missing)} frames missing, {len(extra)} extra"
-    for r in warehouse_rows:
-        assert r["status"] == catalog_rows[r["frame_id"]].status
+    """Every upload exactly once in ``frames`` (keyed by device and seq), with its image and
+    the catalog's decision; a ``dedup_decisions`` row for exactly the uploads dropped as
+    duplicates (exact re-uploads by other devices included), each naming an accepted frame."""
+    uploads = Counter((r["device_id"], r["device_seq"]) for r in frames_rows)
+    doubled = {k: n for k, n in uploads.items() if n > 1}
+    assert not doubled, f"uploads logged more than once: {doubled}"
+    missing, extra = set(fleet.frames) - set(uploads), set(uploads) - set(fleet.frames)
+    assert not missing and not extra, f"{len(missing)} uploads missing, {len(extra)} extra"
+    accepted = {fid for fid, row in catalog_rows.items() if row.status == "accepted"}
+    dropped = set()
+    for r in frames_rows:
+        key = (r["device_id"], r["device_seq"])
+        assert r["frame_id"] == fleet.frames[key].frame_id
+        first_upload = r["frame_id"] in accepted and r["status"] == "accepted"
+        assert first_upload or r["status"] == "duplicate", r
+        if r["status"] == "duplicate":
+            dropped.add(key)
+            assert r["duplicate_of"] in accepted, r
+    assert sum(r["status"] == "accepted" for r in frames_rows) == len(accepted)
+    decisions = Counter((r["device_id"], r["device_seq"]) for r in decision_rows)
+    assert set(decisions) == dropped and max(decisions.values(), default=1) == 1
+    exact = {(r["device_id"], r["device_seq"]) for r in decision_rows if r["method"] == "exact"}
+    uploads_of_image = Counter(p.frame_id for p in fleet.frames.values())
+    assert Counter(fleet.frames[k].frame_id for k in exact) == Counter(
+        {fid: n - 1 for fid, n in uploads_of_image.items() if n > 1}
+    ), "an image uploaded n times: n - 1 exact duplicate decisions, whoever came first"
+    assert all(r["duplicate_of"] in accepted for r in decision_rows)
 
 
 def snowflake_env(fakesnow: Any, schema: str) -> dict[str, str]:
@@ -280,9 +296,7 @@ def test_sigkill_mid_upload_then_resend_stores_every_frame_exactly_once(
     assert server.stop() == 0
     catalog_rows = check_catalog(data, fleet)
     with SqliteSink(data / "warehouse.sqlite") as sink:
-        check_warehouse_frames(sink.read("frames"), catalog_rows)
-        decisions = {r["frame_id"] for r in sink.read("dedup_decisions")}
-    assert decisions == {fid for fid, r in catalog_rows.items() if r.status == "duplicate"}
+        check_warehouse(sink.read("frames"), sink.read("dedup_decisions"), fleet, catalog_rows)
 
 
 def test_snowflake_outage_keeps_ingest_up_and_loses_nothing(
@@ -317,7 +331,7 @@ def test_snowflake_outage_keeps_ingest_up_and_loses_nothing(
     catalog_rows = check_catalog(data, fleet)
     sink = SnowflakeSink(fakesnow.connect_kwargs(), fakesnow.database, schema, retries=1)
     with sink:
-        check_warehouse_frames(sink.read("frames"), catalog_rows)
+        check_warehouse(sink.read("frames"), sink.read("dedup_decisions"), fleet, catalog_rows)
 
 
 def test_readyz_reports_the_warehouse_down_during_an_outage(

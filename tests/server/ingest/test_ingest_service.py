@@ -17,6 +17,7 @@ from curator.wire import BatchUpload, FrameRecord
 from server.auth import Principal, Role
 from server.errors import Forbidden
 from server.ingest import IngestService
+from server.warehouse import SqliteSink
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 DIM = 16
@@ -170,18 +171,31 @@ def test_resend_gives_same_results_and_changes_nothing(service: IngestService) -
     assert service.catalog.counts() == state[0]
 
 
-def test_exact_reupload_from_another_device(service: IngestService) -> None:
+def test_exact_reupload_from_another_device(service: IngestService, tmp_path: Path) -> None:
     original = frame(1, 1)
     service.ingest(batch("b1", original), device())
-    pending = service.outbox.pending()
     copy = frame(1, 40, device="cam-2", cluster=99)  # same bytes, other embedding
     result = service.ingest(batch("b2", copy, device="cam-2"), device("cam-2"))
     (r,) = result.results
     assert (r.status, r.duplicate_of, r.similarity) == ("duplicate", original.frame_id, 1.0)
     assert service.catalog.counts() == {"accepted": 1, "duplicate": 1}
     assert len(blob_files(service)) == 1
-    # the warehouse rows are keyed by frame_id: the original's row is not overwritten
-    assert service.outbox.pending() == pending
+    # the warehouse keys rows by upload: the copy has its own rows, the original's stays
+    sink = SqliteSink(tmp_path / "warehouse.sqlite")
+    service.outbox.drain(sink)
+    rows = {(r["device_id"], r["device_seq"]): r for r in sink.read("frames")}
+    assert {k: (r["frame_id"], r["status"]) for k, r in rows.items()} == {
+        ("cam-1", 1): (original.frame_id, "accepted"),
+        ("cam-2", 40): (original.frame_id, "duplicate"),
+    }
+    (decision,) = sink.read("dedup_decisions")
+    assert (decision["device_id"], decision["device_seq"], decision["method"]) == (
+        "cam-2",
+        40,
+        "exact",
+    )
+    assert decision["duplicate_of"] == original.frame_id and decision["similarity"] == 1.0
+    sink.close()
 
 
 def test_near_duplicates_across_batches_and_devices(service: IngestService) -> None:
@@ -229,11 +243,18 @@ def test_forbidden_device_stores_nothing(service: IngestService) -> None:
     assert statuses(service.ingest(batch("b1", frame(1, 1)), admin)) == ["accepted"]
 
 
-def test_device_seq_reuse_is_rejected(service: IngestService) -> None:
-    service.ingest(batch("b1", frame(1, 1)), device())
+def test_device_seq_reuse_is_rejected(service: IngestService, tmp_path: Path) -> None:
+    first = frame(1, 1)
+    service.ingest(batch("b1", first), device())
     (r,) = service.ingest(batch("b2", frame(2, 1)), device()).results
     assert r.status == "rejected" and r.reason.startswith("device_seq_reused")
     assert service.catalog.get(r.frame_id) is None
+    # the warehouse row of upload (cam-1, 1) still says what was decided for it first
+    sink = SqliteSink(tmp_path / "warehouse.sqlite")
+    service.outbox.drain(sink)
+    ((frame_id, status),) = [(row["frame_id"], row["status"]) for row in sink.read("frames")]
+    assert (frame_id, status) == (first.frame_id, "accepted")
+    sink.close()
 
 
 @pytest.mark.parametrize("take_snapshot", [False, True])

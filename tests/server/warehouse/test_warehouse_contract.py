@@ -17,6 +17,9 @@ SinkFactory = Callable[[], MetadataSink]
 Rows = Callable[..., list[dict[str, Any]]]
 
 
+UPLOAD = {"frame_id": "x", "device_id": "cam", "device_seq": 1}
+
+
 def by_key(table: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The oracle: normalised rows, last one per key, sorted by key."""
     spec = get_table(table)
@@ -69,12 +72,14 @@ class TestMetadataSinkContract:
         sink = make_sink()
         first, second = rows_of("frames", 2)
         sink.write("frames", [first, second])
-        update = {"frame_id": first["frame_id"], "status": "duplicate", "similarity": 0.987}
+        key = {"device_id": first["device_id"], "device_seq": first["device_seq"]}
+        update = {**key, "status": "duplicate", "similarity": 0.987}
         sink.write("frames", [update])
-        got = {r["frame_id"]: r for r in sink.read("frames")}
-        assert got[first["frame_id"]] == by_key("frames", [update])[0]
-        assert got[first["frame_id"]]["device_id"] is None
-        assert got[second["frame_id"]] == by_key("frames", [second])[0]
+        got = {(r["device_id"], r["device_seq"]): r for r in sink.read("frames")}
+        upload = (first["device_id"], first["device_seq"])
+        assert got[upload] == by_key("frames", [update])[0]
+        assert got[upload]["frame_id"] is None
+        assert got[(second["device_id"], second["device_seq"])] == by_key("frames", [second])[0]
         assert sink.count("frames") == 2
 
     def test_a_batch_with_the_same_key_twice_keeps_the_last(
@@ -180,6 +185,7 @@ class TestMetadataSinkContract:
         ]
         frame: dict[str, Any] = {
             "frame_id": "f",
+            "device_id": "cam",
             "status": "accepted",
             "device_seq": np.int64(2**63 - 1),
             "similarity": np.float32(0.25),
@@ -202,11 +208,11 @@ class TestMetadataSinkContract:
     @pytest.mark.parametrize(
         ("bad", "message"),
         [
-            ({"frame_id": "x", "status": "accepted", "colour": "red"}, "colour"),
-            ({"status": "accepted"}, "frame_id"),
-            ({"frame_id": "x", "status": "accepted", "width": "wide"}, "width"),
+            ({**UPLOAD, "status": "accepted", "colour": "red"}, "colour"),
+            ({"device_id": "cam", "status": "accepted"}, "device_seq"),
+            ({**UPLOAD, "status": "accepted", "width": "wide"}, "width"),
             (
-                {"frame_id": "x", "status": "accepted", "captured_at": dt.datetime(2024, 1, 1)},
+                {**UPLOAD, "status": "accepted", "captured_at": dt.datetime(2024, 1, 1)},
                 "captured_at",
             ),
         ],
@@ -263,4 +269,5 @@ class TestMetadataSinkContract:
             sink.write("dedup_decisions", batch)
             written += batch
         assert sink.read("dedup_decisions") == by_key("dedup_decisions", written)
-        assert sink.count("dedup_decisions") == len({r["frame_id"] for r in written})
+        uploads = {(r["device_id"], r["device_seq"]) for r in written}
+        assert sink.count("dedup_decisions") == len(uploads)

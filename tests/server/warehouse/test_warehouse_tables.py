@@ -30,8 +30,8 @@ DOCS = Path(__file__).resolve().parents[3] / "docs" / "warehouse.md"
 
 def test_the_tables_the_design_names_with_their_natural_keys() -> None:
     assert {name: t.key for name, t in TABLES.items()} == {
-        "frames": ("frame_id",),
-        "dedup_decisions": ("frame_id",),
+        "frames": ("device_id", "device_seq"),
+        "dedup_decisions": ("device_id", "device_seq"),
         "labels": ("label_id",),
         "training_runs": ("run_id",),
         "model_versions": ("model_version",),
@@ -69,6 +69,9 @@ def test_an_unknown_table_lists_the_valid_ones() -> None:
         get_table(None)  # type: ignore[arg-type]
 
 
+UPLOAD = {"frame_id": "x", "device_id": "cam", "device_seq": 1}
+
+
 def test_validation_normalises_rows() -> None:
     plus2 = dt.timezone(dt.timedelta(hours=2))
     (row,) = validate_rows(
@@ -76,6 +79,7 @@ def test_validation_normalises_rows() -> None:
         [
             {
                 "frame_id": "f",
+                "device_id": "cam",
                 "status": "accepted",
                 "device_seq": np.int32(3),
                 "similarity": np.float32(0.5),
@@ -98,35 +102,38 @@ def test_validation_normalises_rows() -> None:
     ("bad", "message"),
     [
         (
-            {"frame_id": "x", "status": "accepted", "colour": "red"},
+            {**UPLOAD, "status": "accepted", "colour": "red"},
             r"unknown column\(s\) \['colour'\]",
         ),
-        ({"status": "accepted"}, r"missing key or required column\(s\) \['frame_id'\]"),
-        ({"frame_id": None, "status": "accepted"}, "frame_id"),
-        ({"frame_id": "x"}, r"\['status'\]"),
-        ({"frame_id": "x", "status": "maybe"}, "status.*one of"),
-        ({"frame_id": "x", "status": "accepted", "width": "wide"}, "width.*int"),
-        ({"frame_id": "x", "status": "accepted", "width": 1.5}, "width"),
-        ({"frame_id": "x", "status": "accepted", "width": True}, "width"),
-        ({"frame_id": "x", "status": "accepted", "width": np.bool_(True)}, "width"),
-        ({"frame_id": "x", "status": "accepted", "device_seq": 2**63}, "device_seq.*64 bits"),
-        ({"frame_id": "x", "status": "accepted", "similarity": float("nan")}, "finite"),
-        ({"frame_id": "x", "status": "accepted", "similarity": "0.5"}, "similarity"),
-        ({"frame_id": "x", "status": "accepted", "similarity": False}, "similarity"),
-        ({"frame_id": 7, "status": "accepted"}, "frame_id.*str"),
         (
-            {"frame_id": "x", "status": "accepted", "captured_at": dt.datetime(2024, 1, 1)},
+            {"status": "accepted"},
+            r"missing key or required column\(s\) \['device_id', 'device_seq'\]",
+        ),
+        ({"device_id": None, "device_seq": 1, "status": "accepted"}, "device_id"),
+        ({**UPLOAD}, r"\['status'\]"),
+        ({**UPLOAD, "status": "maybe"}, "status.*one of"),
+        ({**UPLOAD, "status": "accepted", "width": "wide"}, "width.*int"),
+        ({**UPLOAD, "status": "accepted", "width": 1.5}, "width"),
+        ({**UPLOAD, "status": "accepted", "width": True}, "width"),
+        ({**UPLOAD, "status": "accepted", "width": np.bool_(True)}, "width"),
+        ({**UPLOAD, "status": "accepted", "device_seq": 2**63}, "device_seq.*64 bits"),
+        ({**UPLOAD, "status": "accepted", "similarity": float("nan")}, "finite"),
+        ({**UPLOAD, "status": "accepted", "similarity": "0.5"}, "similarity"),
+        ({**UPLOAD, "status": "accepted", "similarity": False}, "similarity"),
+        ({**UPLOAD, "frame_id": 7, "status": "accepted"}, "frame_id.*str"),
+        (
+            {**UPLOAD, "status": "accepted", "captured_at": dt.datetime(2024, 1, 1)},
             "captured_at.*timezone-aware",
         ),
-        ({"frame_id": "x", "status": "accepted", "captured_at": "2024-01-01"}, "captured_at"),
-        ({"frame_id": "x", "status": "accepted", "scores": {"a": float("inf")}}, "scores"),
-        ({"frame_id": "x", "status": "accepted", "scores": {1, 2}}, "scores"),
-        ({"frame_id": "x", "status": "accepted", "scores": np.zeros(2)}, "scores"),
+        ({**UPLOAD, "status": "accepted", "captured_at": "2024-01-01"}, "captured_at"),
+        ({**UPLOAD, "status": "accepted", "scores": {"a": float("inf")}}, "scores"),
+        ({**UPLOAD, "status": "accepted", "scores": {1, 2}}, "scores"),
+        ({**UPLOAD, "status": "accepted", "scores": np.zeros(2)}, "scores"),
         ("not a row", "must be a dict"),
     ],
 )
 def test_bad_rows_name_what_is_wrong(bad: Any, message: str) -> None:
-    good = {"frame_id": "ok", "status": "accepted"}
+    good = {"frame_id": "ok", "device_id": "cam", "device_seq": 0, "status": "accepted"}
     with pytest.raises(InvalidInputError, match=message) as err:
         validate_rows("frames", [good, bad])
     assert "frames row 1" in str(err.value)
@@ -178,19 +185,19 @@ _aware = st.datetimes(
 
 
 @given(
-    seq=st.none() | st.integers(-(2**63), 2**63 - 1),
+    seq=st.integers(-(2**63), 2**63 - 1),
     sim=st.none() | st.floats(allow_nan=False, allow_infinity=False),
     at=st.none() | _aware,
     scores=_json,
     status=st.sampled_from(["accepted", "duplicate", "rejected"]),
 )
 def test_rows_survive_the_outbox_encoding(
-    seq: int | None, sim: float | None, at: dt.datetime | None, scores: Any, status: str
+    seq: int, sim: float | None, at: dt.datetime | None, scores: Any, status: str
 ) -> None:
     (row,) = validate_rows(
         FRAMES,
-        [{"frame_id": "f", "status": status, "device_seq": seq, "similarity": sim,
-          "captured_at": at, "scores": scores}],
+        [{"frame_id": "f", "device_id": "cam", "status": status, "device_seq": seq,
+          "similarity": sim, "captured_at": at, "scores": scores}],
     )  # fmt: skip
     decoded = decode_row(FRAMES, json.loads(json.dumps(encode_row(FRAMES, row))))
     assert decoded == row
