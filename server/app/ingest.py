@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
@@ -12,6 +14,8 @@ from server.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 __all__ = ["router"]
 
 router = APIRouter(tags=["ingest"])
+
+_CONTENT_LENGTH = re.compile(r"[0-9]+")
 
 _ERRORS = {
     400: {"description": "The body breaks the wire format (the message says where)."},
@@ -26,10 +30,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 as soon as it passes ``limit`` bytes (before parsing)."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
-            raise BadRequest(f"Content-Length must be a number of bytes, got {declared!r}")
-        if int(declared) > limit:
-            raise PayloadTooLarge(f"body of {declared} bytes is over the limit of {limit}")
+        if not _CONTENT_LENGTH.fullmatch(declared):  # not isdigit(): it takes "²" too
+            raise BadRequest(f"Content-Length must be a number of bytes, got {declared[:40]!r}")
+        size = declared.lstrip("0")
+        # more digits than the limit has is over it; int() refuses over 4300 digits
+        if len(size) > len(str(limit)) or int(size or "0") > limit:
+            shown = size if len(size) <= 40 else f"a {len(size)}-digit number of"
+            raise PayloadTooLarge(f"body of {shown} bytes is over the limit of {limit}")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
