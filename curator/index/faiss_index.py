@@ -25,13 +25,18 @@ vectors tie for the k-th place, which of them FAISS keeps is its own choice.
 Threads: FAISS parallelises over queries with OpenMP. A batch smaller than
 ``_SMALL_BATCH`` queries cannot use several threads usefully, and for flat search the idle threads
 cost more than they give (at 100k x 128 one flat query took 6.2 ms with 2 threads, 2.2 ms with
-1 on the 2-core dev box), so such batches run with one OpenMP thread. ``omp_set_num_threads``
-sets a per-thread OpenMP variable in libgomp, so this does not throttle other Python threads.
+1 on the 2-core dev box), so such batches run with one OpenMP thread. So do HNSW adds of fewer
+than ``_SMALL_ADD`` vectors: adding 58 vectors to a 10k graph took 7 ms with one thread and
+7-30 ms with two on a busy 2-core box (threads wait on each other's graph locks).
+``omp_set_num_threads`` sets a per-thread OpenMP variable in libgomp, so this does not throttle
+other Python threads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any, Literal, Self
 
 import numpy as np
@@ -51,6 +56,7 @@ __all__ = ["FAISS_KINDS", "FaissIndex"]
 
 FAISS_KINDS = ("auto", "flat", "hnsw")
 _SMALL_BATCH = 20
+_SMALL_ADD = 1000
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -166,7 +172,8 @@ class FaissIndex(VectorIndex):
         if self._kind == "auto" and self._structure == "flat" and growing_past_threshold:
             self._rebuild("hnsw")
         start = int(self._index.ntotal)
-        self._index.add(vectors)
+        with self._threads(1 if len(ids) < _SMALL_ADD and self._structure == "hnsw" else None):
+            self._index.add(vectors)
         self._ensure_capacity(start + len(ids))
         self._labels[start : start + len(ids)] = ids
         self._pos.update(zip(ids.tolist(), range(start, start + len(ids)), strict=True))
@@ -206,13 +213,20 @@ class FaissIndex(VectorIndex):
 
     def _faiss_search(self, queries: FloatMatrix, k: int, params: Any) -> tuple[Any, Any]:
         """FAISS search, with one OpenMP thread for small batches (see the module docstring)."""
-        if len(queries) >= _SMALL_BATCH:
+        with self._threads(1 if len(queries) < _SMALL_BATCH else None):
             return self._index.search(queries, k, params=params)  # type: ignore[no-any-return]
+
+    @contextlib.contextmanager
+    def _threads(self, n: int | None) -> Iterator[None]:
+        """Run the block with ``n`` OpenMP threads in this thread (None: leave as it is)."""
+        if n is None:
+            yield
+            return
         faiss = self._faiss
         before = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(1)
+        faiss.omp_set_num_threads(n)
         try:
-            return self._index.search(queries, k, params=params)  # type: ignore[no-any-return]
+            yield
         finally:
             faiss.omp_set_num_threads(before)
 

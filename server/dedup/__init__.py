@@ -16,10 +16,11 @@ Decide, then commit: :meth:`FleetDedup.check` decides a whole batch and changes 
 """
 
 from server.dedup.decisions import SIMILARITY_TOLERANCE, DedupDecision
-from server.dedup.fleet import CatchUp, FleetDedup, IndexFactory
+from server.dedup.fleet import DEDUP_HNSW, CatchUp, FleetDedup, IndexFactory, index_factory
 from server.dedup.snapshot import MANIFEST_NAME, NO_WATERMARK
 
 __all__ = [
+    "DEDUP_HNSW",
     "MANIFEST_NAME",
     "NO_WATERMARK",
     "SIMILARITY_TOLERANCE",
@@ -27,4 +28,5 @@ __all__ = [
     "DedupDecision",
     "FleetDedup",
     "IndexFactory",
+    "index_factory",
 ]

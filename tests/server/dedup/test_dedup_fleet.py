@@ -192,3 +192,29 @@ def test_stats_and_repr() -> None:
     }
     assert dedup.threshold == 0.9
     assert repr(dedup) == "FleetDedup(threshold=0.9, model_versions=['a', 'b'])"
+
+
+def test_the_server_default_is_hnsw_and_finds_every_near_duplicate_brute_force_finds() -> None:
+    rng = np.random.default_rng(5)
+    centers = rng.standard_normal((50, 64))
+    x = centers[rng.integers(0, 50, 3000)] + 0.3 * rng.standard_normal((3000, 64))
+    dedup, oracle = FleetDedup(), FleetDedup(index_factory=BruteForceIndex)
+    for lo in range(0, 3000, 64):  # grown batch by batch, as ingest does
+        for d in (dedup, oracle):
+            d.accept("v1", np.arange(lo, min(lo + 64, 3000)), x[lo : lo + 64])
+    index = dedup._space("v1").index
+    assert isinstance(index, FaissIndex) and index.structure == "hnsw"
+    near = x[rng.integers(0, 3000, 500)] + 0.02 * rng.standard_normal((500, 64))
+    found = [d.duplicate_of_id for d in dedup.check("v1", near)]
+    expected = [d.duplicate_of_id for d in oracle.check("v1", near)]
+    assert all(e is not None for e in expected)
+    assert found == expected
+
+
+def test_index_factory_kinds() -> None:
+    from server.dedup import index_factory
+
+    assert index_factory("flat")(8).structure == "flat"  # type: ignore[attr-defined]
+    assert index_factory("auto", hnsw_threshold=5)(8).kind == "auto"  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="valid kinds"):
+        index_factory("ivf")
