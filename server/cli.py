@@ -8,6 +8,7 @@ exits 2 (argparse); never a traceback.
 Commands::
 
     curator-server serve [--config FILE] [--host H] [--port P] [--data-dir D] ...
+        (one server per data folder: a second one exits 1 naming the first one's pid)
     curator-server token create --role device --device-id cam-01 [--label TEXT]
     curator-server token revoke TOKEN_ID_OR_TOKEN
     curator-server token list
@@ -25,6 +26,7 @@ from typing import Any
 
 from curator.errors import CuratorError
 from server.auth import Role, TokenStore
+from server.datadir import DataDirLock
 from server.errors import ServerError
 from server.settings import ServerSettings, load_settings
 
@@ -38,6 +40,17 @@ _SETTING_FLAGS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("--max-body-mb", ("max_body_mb",), "largest request body in MiB (default 64)"),
     ("--max-pixels", ("max_pixels",), "largest image, width*height (default 40000000)"),
     ("--dedup-threshold", ("dedup_threshold",), "cosine similarity of a duplicate (0.95)"),
+    ("--dedup-index", ("dedup_index",), "hnsw (default), flat (exact) or auto"),
+    (
+        "--snapshot-interval-s",
+        ("snapshot_interval_s",),
+        "seconds between background dedup snapshots (default 300; 0: off)",
+    ),
+    (
+        "--snapshot-every-frames",
+        ("snapshot_every_frames",),
+        "also snapshot after this many newly accepted vectors (default 100000; 0: off)",
+    ),
     ("--warehouse", ("warehouse",), "where decisions are logged: sqlite (default) or snowflake"),
     ("--blob-url", ("blob_url",), "fsspec URL or folder for images (default <data-dir>/blobs)"),
     ("--log-level", ("log_level",), "DEBUG, INFO (default), WARNING or ERROR"),
@@ -149,13 +162,16 @@ def _serve(settings: ServerSettings, args: argparse.Namespace) -> int:
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it under the previous handler:
     # make that handler a clean exit, so a stop by the supervisor exits 0, not -15.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-    )
+    # Lock the data folder here, not in the app's startup: a second server on the folder then
+    # fails with one line (DataDirInUse) instead of uvicorn's startup traceback.
+    with DataDirLock.acquire(settings.data_dir) as lock:
+        uvicorn.run(
+            create_app(settings, data_dir_lock=lock),
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+        )
     return 0
 
 

@@ -10,8 +10,9 @@ Hierarchy::
      ├── PayloadTooLarge       (413) a body over the size limit
      ├── UnsupportedMediaType  (415) a body of another content type
      ├── NotFound              (404)
-     └── Unavailable           (503) a backing store is down; retry later
-          └── WarehouseUnavailable  the warehouse (Snowflake) cannot be reached
+     ├── Unavailable           (503) a backing store is down; retry later
+     │    └── WarehouseUnavailable  the warehouse (Snowflake) cannot be reached
+     └── DataDirInUse          another server holds the data folder (at start; never HTTP)
 
 ``status_code`` on each class is the HTTP status the app answers with.
 """
@@ -59,3 +60,11 @@ class Unavailable(ServerError):
 
 class WarehouseUnavailable(Unavailable):
     """The warehouse cannot be reached now; writes stay in the outbox until it can."""
+
+
+class DataDirInUse(ServerError):
+    """Another server process holds the data folder's lock (:mod:`server.datadir`).
+
+    Raised when a server starts, never answered over HTTP; the CLI prints it as one line and
+    exits 1.
+    """

@@ -15,6 +15,12 @@ Metric names:
 - ``curator_server_drainer_drained_rows_total``: rows delivered by the drainer since start.
 - ``curator_server_frames_total{status}``: uploaded frames answered, by status.
 - ``curator_server_index_vectors{model_version}``: vectors in each near-duplicate index.
+- ``curator_server_dedup_snapshots_total{outcome}``: background and shutdown dedup snapshots,
+  ``ok`` or ``error``.
+- ``curator_server_dedup_snapshot_age_seconds``: how long the dedup snapshot on disk has been
+  behind the in-memory indexes (0 when current).
+- ``curator_server_dedup_unsaved_vectors``: vectors accepted since the last dedup snapshot (what
+  a crash now would make the next start catch up from the catalog).
 """
 
 from __future__ import annotations
@@ -35,9 +41,9 @@ UNMATCHED_ROUTE = "<unmatched>"
 class ServerMetrics:
     """The metrics of one app.
 
-    ``outbox_pending`` (returns the pending row count) and ``drainer_stats`` (returns
-    ``(failures, drained_rows)``) are set when the stores open; until then those metrics have
-    no sample.
+    ``outbox_pending`` (returns the pending row count), ``drainer_stats`` (returns
+    ``(failures, drained_rows)``) and ``dedup_snapshots`` (returns ``(saved, failed, age_s,
+    unsaved_vectors)``) are set when the stores open; until then those metrics have no sample.
     """
 
     def __init__(self) -> None:
@@ -68,6 +74,7 @@ class ServerMetrics:
         self.outbox_pending: Callable[[], int] | None = None
         self.index_vectors: Callable[[], dict[str, int]] | None = None
         self.drainer_stats: Callable[[], tuple[int, int]] | None = None
+        self.dedup_snapshots: Callable[[], tuple[int, int, float, int]] | None = None
         self.registry.register(_StoreCollector(self))
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -112,3 +119,30 @@ class _StoreCollector(Collector):
         yield failures
         yield drained
         yield vectors
+        yield from self._dedup_snapshots()
+
+    def _dedup_snapshots(self) -> Iterator[Metric]:
+        snapshots = CounterMetricFamily(
+            "curator_server_dedup_snapshots",
+            "Dedup index snapshots attempted since start, by outcome (ok, error).",
+            labels=["outcome"],
+        )
+        age = GaugeMetricFamily(
+            "curator_server_dedup_snapshot_age_seconds",
+            "Seconds the dedup snapshot on disk has been behind the in-memory indexes "
+            "(0: current).",
+        )
+        unsaved = GaugeMetricFamily(
+            "curator_server_dedup_unsaved_vectors",
+            "Vectors accepted since the last dedup snapshot (a restart catches them up from the "
+            "catalog).",
+        )
+        if self._metrics.dedup_snapshots is not None:
+            n_ok, n_failed, age_s, n_unsaved = self._metrics.dedup_snapshots()
+            snapshots.add_metric(["ok"], float(n_ok))
+            snapshots.add_metric(["error"], float(n_failed))
+            age.add_metric([], float(age_s))
+            unsaved.add_metric([], float(n_unsaved))
+        yield snapshots
+        yield age
+        yield unsaved

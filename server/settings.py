@@ -119,6 +119,24 @@ class ServerSettings(BaseSettings):
         le=1.0,
         description="Cosine similarity at which a frame is a duplicate.",
     )
+    dedup_index: Literal["hnsw", "flat", "auto"] = Field(
+        default="hnsw",
+        description="Index of a new model version's embeddings: hnsw (approximate, fast at any "
+        "size), flat (exact, cost linear in the size) or auto (flat, rebuilt as HNSW above "
+        "100k vectors while that version's ingest waits). A saved index keeps its kind.",
+    )
+    snapshot_interval_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds between background dedup snapshots while new frames arrive "
+        "(0: off; the snapshot at shutdown is always taken).",
+    )
+    snapshot_every_frames: int = Field(
+        default=100_000,
+        ge=0,
+        description="Also snapshot the dedup indexes once this many vectors were accepted "
+        "since the last snapshot (0: off).",
+    )
     warehouse: Literal["sqlite", "snowflake"] = Field(
         default="sqlite",
         description="Where decisions are logged: a local SQLite file or Snowflake.",

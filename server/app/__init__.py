@@ -21,6 +21,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from server.app import health, ingest, whoami
 from server.app.errors import install_error_handlers
 from server.app.services import ServerServices
+from server.datadir import DataDirLock
 from server.logging import REQUEST_LOGGER, request_fields
 from server.metrics import UNMATCHED_ROUTE, ServerMetrics
 from server.settings import ServerSettings
@@ -40,6 +41,7 @@ def create_app(
     *,
     sink: MetadataSink | None = None,
     extra_routers: Sequence[APIRouter] = (),
+    data_dir_lock: DataDirLock | None = None,
 ) -> FastAPI:
     """The server app for ``settings``; the stores open when the app starts (its lifespan).
 
@@ -47,12 +49,14 @@ def create_app(
         settings: the process settings.
         sink: a warehouse sink to use instead of the one ``settings`` names (tests).
         extra_routers: more routers to mount (tests).
+        data_dir_lock: the data folder's lock when the caller holds it already (the CLI);
+            otherwise the lifespan takes it (:meth:`ServerServices.open`).
     """
     metrics = ServerMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = ServerServices.open(settings, sink=sink)
+        services = ServerServices.open(settings, sink=sink, lock=data_dir_lock)
         metrics.outbox_pending = services.outbox.pending
         metrics.index_vectors = lambda: {
             version: space["vectors"]
@@ -62,6 +66,7 @@ def create_app(
             services.drainer.stats().failures,
             services.drainer.stats().drained_rows,
         )
+        metrics.dedup_snapshots = lambda: _snapshot_values(services)
         services.drainer.start()
         app.state.services = services
         log.info(
@@ -73,6 +78,7 @@ def create_app(
         finally:
             app.state.services = None
             metrics.outbox_pending = metrics.drainer_stats = metrics.index_vectors = None
+            metrics.dedup_snapshots = None
             services.close()
             log.info("server stopped")
 
@@ -97,6 +103,11 @@ def create_app(
     for router in extra_routers:
         app.include_router(router)
     return app
+
+
+def _snapshot_values(services: ServerServices) -> tuple[int, int, float, int]:
+    s = services.snapshotter.stats()
+    return s.saved, s.failures, s.age_s, s.unsaved_vectors
 
 
 def _observe(

@@ -1,7 +1,9 @@
 """The stores one server process opens from its settings, and their readiness checks.
 
 No FastAPI here: :class:`ServerServices` is plain Python, opened by the app's lifespan (or by a
-test) and handed to routes through :mod:`server.app.deps`.
+test) and handed to routes through :mod:`server.app.deps`. Opening takes the data folder's lock
+(:mod:`server.datadir`: one server per folder) and starts the dedup snapshotter thread
+(:mod:`server.app.snapshotter`); closing stops it, takes a last snapshot and drops the lock.
 """
 
 from __future__ import annotations
@@ -9,11 +11,17 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
+from curator.errors import InvalidInputError
+from server.app.snapshotter import DedupSnapshotter, Progress
 from server.auth import TokenStore
 from server.blobs import BlobStore, blob_key, open_blob_store
 from server.catalog import Catalog
+from server.datadir import DataDirLock
 from server.db import SQLiteFile
+from server.dedup import FleetDedup, index_factory
+from server.dedup.snapshot import read_manifest
 from server.ingest import IngestService, restore_dedup
 from server.settings import ServerSettings
 from server.warehouse import MetadataSink, Outbox, OutboxDrainer, SqliteSink
@@ -36,7 +44,11 @@ def open_sink(settings: ServerSettings) -> MetadataSink:
 
 @dataclass
 class ServerServices:
-    """The opened stores: catalog and tokens share ``db``; the outbox lives in the same file."""
+    """The opened stores: catalog and tokens share ``db``; the outbox lives in the same file.
+
+    ``snapshotter`` saves the dedup indexes in the background; ``lock`` is the data folder's lock
+    when these services took it themselves (None when the caller passed one in and keeps it).
+    """
 
     settings: ServerSettings
     db: SQLiteFile
@@ -47,16 +59,49 @@ class ServerServices:
     outbox: Outbox
     drainer: OutboxDrainer
     ingest: IngestService
+    snapshotter: DedupSnapshotter
+    lock: DataDirLock | None
 
     @classmethod
-    def open(cls, settings: ServerSettings, *, sink: MetadataSink | None = None) -> ServerServices:
-        """Open every store under ``settings.data_dir`` (created if missing).
+    def open(
+        cls,
+        settings: ServerSettings,
+        *,
+        sink: MetadataSink | None = None,
+        lock: DataDirLock | None = None,
+    ) -> ServerServices:
+        """Lock ``settings.data_dir`` (created if missing), open every store under it, restore
+        the dedup indexes and start the snapshotter thread.
 
         Args:
             settings: the process settings.
             sink: a warehouse sink to use instead of the one the settings name (tests).
+            lock: the data folder's lock, already held by the caller (the CLI takes it before
+                uvicorn starts, to fail with one line); the caller keeps it and releases it.
+                None: take it here and release it in :meth:`close`.
+
+        Raises:
+            DataDirInUse: another server holds the data folder.
+            InvalidInputError: ``lock`` is released or locks another folder.
         """
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if lock is None:
+            owned: DataDirLock | None = DataDirLock.acquire(settings.data_dir)
+        else:
+            _check_lock(lock, settings.data_dir)
+            owned = None
+        try:
+            services = cls._open_locked(settings, sink, owned)
+        except BaseException:
+            if owned is not None:
+                owned.release()
+            raise
+        services.snapshotter.start()
+        return services
+
+    @classmethod
+    def _open_locked(
+        cls, settings: ServerSettings, sink: MetadataSink | None, lock: DataDirLock | None
+    ) -> ServerServices:
         db = SQLiteFile(settings.catalog_path)
         try:
             catalog = Catalog(db)
@@ -68,7 +113,12 @@ class ServerServices:
             ingest = IngestService(
                 catalog,
                 blobs,
-                restore_dedup(catalog, snapshot_dir, threshold=settings.dedup_threshold),
+                restore_dedup(
+                    catalog,
+                    snapshot_dir,
+                    threshold=settings.dedup_threshold,
+                    index_factory=index_factory(settings.dedup_index),
+                ),
                 outbox,
                 max_pixels=settings.max_pixels,
                 snapshot_dir=snapshot_dir,
@@ -77,7 +127,20 @@ class ServerServices:
             db.close()
             raise
         drainer = OutboxDrainer(outbox, the_sink)
-        return cls(settings, db, catalog, tokens, blobs, the_sink, outbox, drainer, ingest)
+        snapshotter = DedupSnapshotter(
+            ingest.snapshot,
+            lambda: _progress(ingest.dedup),
+            saved={
+                mv: (e["watermark"], e["vectors"])
+                for mv, e in (read_manifest(snapshot_dir, warn=False) or {}).items()
+            },
+            interval_s=settings.snapshot_interval_s,
+            every_frames=settings.snapshot_every_frames,
+        )
+        return cls(
+            settings, db, catalog, tokens, blobs, the_sink, outbox, drainer, ingest, snapshotter,
+            lock,
+        )  # fmt: skip
 
     def readiness(self) -> dict[str, str]:
         """Check each backing part now: ``{"catalog": "ok", "blobs": "...error...", ...}``."""
@@ -106,13 +169,28 @@ class ServerServices:
         return checks
 
     def close(self) -> None:
-        """Stop the drainer, snapshot the dedup indexes (so the next start catches up less),
-        then close the stores (errors on close are logged or ignored)."""
+        """Stop the drainer and the snapshotter, snapshot the dedup indexes (so the next start
+        catches up less), close the stores (errors on close are logged or ignored), then drop
+        the data folder's lock if these services took it."""
         self.drainer.stop()
-        try:
-            self.ingest.snapshot()
-        except Exception:
-            log.exception("dedup snapshot failed; the next start rebuilds from the catalog")
+        if not self.snapshotter.stop():
+            log.warning("dedup snapshotter still saving after 30 s; the final snapshot waits")
+        self.snapshotter.snapshot_now("shutdown")  # logged and counted when it fails
         for close in (self.sink.close, self.outbox.close, self.db.close):
             with contextlib.suppress(Exception):
                 close()
+        if self.lock is not None:
+            self.lock.release()
+
+
+def _check_lock(lock: DataDirLock, data_dir: Path) -> None:
+    if not lock.held or lock.data_dir.resolve() != data_dir.resolve():
+        raise InvalidInputError(f"lock must be the held lock of {str(data_dir)!r}, got {lock!r}")
+
+
+def _progress(dedup: FleetDedup) -> Progress:
+    """``(watermark, vectors)`` of each version's index, from the lock-free stats."""
+    return {
+        mv: (int(space["watermark"]), int(space["vectors"]))
+        for mv, space in dedup.stats()["model_versions"].items()
+    }

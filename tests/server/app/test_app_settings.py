@@ -20,7 +20,7 @@ def test_defaults() -> None:
     s = load_settings({}, None, {})
     assert s.data_dir == Path("curator-data")
     assert (s.host, s.port, s.warehouse, s.log_format) == ("127.0.0.1", 8000, "sqlite", "json")
-    assert s.dedup_threshold == 0.95
+    assert (s.dedup_threshold, s.dedup_index) == (0.95, "hnsw")
     assert s.blob_url is None and s.blob_location == str(Path("curator-data") / "blobs")
     assert s.catalog_path == Path("curator-data") / "catalog.sqlite"
 
@@ -71,6 +71,7 @@ def test_env_mapping_is_the_only_environment_read(monkeypatch: pytest.MonkeyPatc
         ({"port": 70000}, {}, "port"),
         ({}, {"CURATOR_SERVER_DEDUP_THRESHOLD": "1.5"}, "dedup_threshold"),
         ({}, {"CURATOR_SERVER_WAREHOUSE": "postgres"}, "warehouse"),
+        ({}, {"CURATOR_SERVER_DEDUP_INDEX": "ivf"}, "dedup_index"),
         ({}, {"CURATOR_SERVER_LOG_FORMAT": "xml"}, "log_format"),
         ({"max_body_mb": 0}, {}, "max_body_mb"),
         ({"snowflake": {"protocol": "ftp"}}, {}, "snowflake.protocol"),
