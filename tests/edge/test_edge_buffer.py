@@ -4,37 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
+from testkit.edge import T0
+from testkit.edge import kept_frame as kept
 
 from curator.errors import InvalidInputError, WireFormatError
 from curator.wire import BatchUpload, decode_batch, encode_batch, frame_problems
 from edge_selector.buffer import FrameBuffer, FrameTooLargeError
-from edge_selector.buffer_frames import KeptFrame
 from edge_selector.buffer_schema import BUFFER_MIGRATIONS
 
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 CAP = 4 * 2**20
-
-
-def kept(value: float, size: int = 1000, seed: int = 0, **fields: object) -> KeptFrame:
-    rng = np.random.default_rng(seed)
-    base: dict[str, object] = {
-        "image": b"\xff\xd8\xff" + rng.bytes(size),
-        "width": 32,
-        "height": 24,
-        "embedding": rng.standard_normal(8).astype(np.float32),
-        "model_version": "m-1",
-        "scores": {"entropy": 0.25, "novelty": 0.5},
-        "value": value,
-        "captured_at": T0 + timedelta(seconds=seed),
-        "keep_reason": "value_above_threshold",
-    }
-    base.update(fields)
-    return KeptFrame(**base)  # type: ignore[arg-type]
 
 
 def seqs_in(path: Path) -> list[int]:

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from testkit.edge import kept_frame
 
 import edge_selector.buffer as buffer_module
 from edge_selector.buffer import FrameBuffer
@@ -24,17 +24,15 @@ T0 = datetime(2024, 5, 1, tzinfo=UTC)
 
 
 def kept(value: float, size: int, seed: int) -> KeptFrame:
-    rng = np.random.default_rng(seed)
-    return KeptFrame(
-        image=b"\xff\xd8\xff" + rng.bytes(size),
+    return kept_frame(
+        value,
+        size,
+        seed,
+        dim=8,
         width=64,
         height=48,
-        embedding=rng.standard_normal(8).astype(np.float32),
-        model_version="m-1",
         scores={"entropy": 0.5},
-        value=value,
         captured_at=T0,
-        keep_reason="value_above_threshold",
     )
 
 

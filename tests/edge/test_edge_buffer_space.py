@@ -13,6 +13,7 @@ import numpy as np
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from testkit.edge import kept_frame
 
 from edge_selector.buffer import FrameBuffer
 from edge_selector.buffer_frames import KeptFrame
@@ -21,17 +22,15 @@ CAP = 2**20
 
 
 def kept(value: float, size: int, seed: int) -> KeptFrame:
-    rng = np.random.default_rng(seed)
-    return KeptFrame(
-        image=b"\xff\xd8\xff" + rng.bytes(size),
+    return kept_frame(
+        value,
+        size,
+        seed,
+        dim=32,
         width=64,
         height=48,
-        embedding=rng.standard_normal(32).astype(np.float32),
-        model_version="m-1",
         scores={"entropy": 0.5},
-        value=value,
         captured_at=datetime(2024, 5, 1, tzinfo=UTC),
-        keep_reason="value_above_threshold",
     )
 
 

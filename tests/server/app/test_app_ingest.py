@@ -3,26 +3,18 @@ idempotent answers; no request reaches the catch-all 500 handler."""
 
 from __future__ import annotations
 
-import io
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
+from testkit.images import jpeg
 
 from curator.wire import MEDIA_TYPE, BatchUpload, FrameRecord, encode_batch
 from server.settings import load_settings
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-
-
-def jpeg(n: int) -> bytes:
-    pixels = np.random.default_rng(n).integers(0, 256, (12, 16, 3), dtype=np.uint8)
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, format="JPEG", quality=90)
-    return out.getvalue()
 
 
 def frame(n: int, seq: int, *, device: str = "cam-1", **fields: Any) -> FrameRecord:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from curator.errors import InvalidInputError
+from curator.index import FaissIndex
+from server.app.services import ServerServices
 from server.settings import ServerSettings, load_settings
 
 
@@ -106,3 +109,17 @@ def test_settings_are_frozen() -> None:
     assert isinstance(s, ServerSettings)
     with pytest.raises(ValueError, match="frozen"):
         s.port = 1  # type: ignore[misc]
+
+
+def test_the_dedup_index_setting_picks_the_structure_of_a_new_model_version(
+    tmp_path: Path,
+) -> None:
+    for kind, structure in (("flat", "flat"), ("hnsw", "hnsw")):
+        settings = load_settings({"data_dir": tmp_path / kind, "dedup_index": kind}, None, {})
+        services = ServerServices.open(settings)
+        try:
+            services.ingest.dedup.accept("m1", [1], np.ones((1, 4), np.float32))
+            index = services.ingest.dedup._space("m1").index
+            assert isinstance(index, FaissIndex) and index.structure == structure
+        finally:
+            services.close()

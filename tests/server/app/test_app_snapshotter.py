@@ -4,7 +4,6 @@ while the server keeps serving."""
 
 from __future__ import annotations
 
-import io
 import logging
 import shutil
 import time
@@ -15,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
+from testkit.images import jpeg
 
 from curator.errors import InvalidInputError
 from curator.wire import BatchUpload, FrameRecord
@@ -153,13 +152,6 @@ def test_bad_arguments(kwargs: dict[str, Any]) -> None:
 
 
 # --- a real ServerServices on tmp_path ------------------------------------------------------
-
-
-def jpeg(n: int) -> bytes:
-    pixels = np.random.default_rng(n).integers(0, 256, (12, 16, 3), dtype=np.uint8)
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, format="JPEG", quality=90)
-    return out.getvalue()
 
 
 def batch(first_seq: int, n: int) -> BatchUpload:
@@ -325,19 +317,3 @@ def test_settings_flags_environment_and_bounds() -> None:
         load_settings({"snapshot_every_frames": -1}, None, {})
     with pytest.raises(InvalidInputError, match="snapshot_interval_s"):
         load_settings({"snapshot_interval_s": "-0.5"}, None, {})
-
-
-def test_the_dedup_index_setting_picks_the_structure_of_a_new_model_version(
-    tmp_path: Path,
-) -> None:
-    from curator.index import FaissIndex
-
-    for kind, structure in (("flat", "flat"), ("hnsw", "hnsw")):
-        settings = load_settings({"data_dir": tmp_path / kind, "dedup_index": kind}, None, {})
-        services = ServerServices.open(settings)
-        try:
-            services.ingest.dedup.accept("m1", [1], np.ones((1, 4), np.float32))
-            index = services.ingest.dedup._space("m1").index
-            assert isinstance(index, FaissIndex) and index.structure == structure
-        finally:
-            services.close()

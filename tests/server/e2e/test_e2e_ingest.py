@@ -11,7 +11,6 @@ frame of its own scene.
 from __future__ import annotations
 
 import hashlib
-import io
 import random
 import socket
 import threading
@@ -25,7 +24,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
+from testkit.images import jpeg
 
 from curator.wire import MEDIA_TYPE, BatchUpload, FrameRecord, encode_batch
 from server.blobs import open_blob_store
@@ -40,14 +39,6 @@ FRAMES_PER_BATCH = 20
 DIM = 32
 HOST = "127.0.0.1"
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-
-
-def jpeg(n: int) -> bytes:
-    """A small real JPEG (16x12), distinct per ``n``."""
-    pixels = np.random.default_rng(n).integers(0, 256, (12, 16, 3), dtype=np.uint8)
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, format="JPEG", quality=90)
-    return out.getvalue()
 
 
 def frame(image: bytes, embedding: np.ndarray, device: str, seq: int) -> FrameRecord:

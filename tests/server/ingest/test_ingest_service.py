@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from testkit.images import jpeg
 
 from curator.wire import BatchUpload, FrameRecord
 from server.auth import Principal, Role
@@ -21,15 +20,6 @@ from server.warehouse import SqliteSink
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 DIM = 16
-
-
-def jpeg(n: int, size: tuple[int, int] = (16, 12)) -> bytes:
-    """A distinct real JPEG for each ``n``."""
-    rng = np.random.default_rng(n)
-    pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, format="JPEG", quality=90)
-    return out.getvalue()
 
 
 def vector(cluster: int, jitter: int | None = None, dim: int = DIM) -> np.ndarray:
