@@ -8,6 +8,7 @@ usage).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -78,6 +79,121 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _names(text: str) -> tuple[str, ...]:
+    """``--classes a,b,c`` -> ``("a", "b", "c")``: non-empty, unique, comma-separated."""
+    names = tuple(n.strip() for n in text.split(","))
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"class names must be non-empty, got {text!r}")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"class names must be unique, got {text!r}")
+    return names
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated numbers, got {text!r}") from None
+
+
+def _model_init(args: argparse.Namespace) -> int:
+    from curator.errors import InvalidInputError
+    from curator.inference.contract import ModelMetadata
+    from curator.training import build_embedder, export_onnx
+
+    classes = args.classes or tuple(f"class_{i}" for i in range(args.num_classes))
+    try:
+        metadata = ModelMetadata(
+            model_version=args.version,
+            class_names=classes,
+            embedding_dim=args.embedding_dim,
+            input_size=(args.input_size, args.input_size),
+            channels=args.channels,
+            mean=args.mean,
+            std=args.std,
+        )
+        module = build_embedder(
+            args.arch,
+            embedding_dim=args.embedding_dim,
+            num_classes=len(classes),
+            input_size=args.input_size,
+            channels=args.channels,
+            seed=args.seed,
+        )
+    except InvalidInputError as exc:  # bad flag values: usage errors
+        print(f"curator model init: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        data = export_onnx(module, metadata, args.out)
+    except OSError as exc:
+        print(
+            f"curator: error: cannot write {str(args.out)!r}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return 1
+    digest = hashlib.sha256(data).hexdigest()
+    print(f"{args.out} version={metadata.model_version} sha256={digest} size={len(data)}")
+    return 0
+
+
+def _add_model_commands(commands: Any) -> None:
+    from curator.training.backbones import ARCHS
+
+    model = commands.add_parser(
+        "model",
+        help="build and export models that satisfy the model contract",
+        description="Build models with the project's own code and export them as ONNX files "
+        "that satisfy the model contract (docs/model-contract.md).",
+    )
+    actions = model.add_subparsers(
+        dest="model_command", required=True, metavar="ACTION", help="what to do"
+    )
+    init = actions.add_parser(
+        "init",
+        help="export an untrained, seeded model",
+        description="Build a randomly initialised (seeded) network and export it to ONNX with "
+        "the curator.* metadata, checked against torch through onnxruntime. Prints one line: "
+        "the path, version, sha256 and size in bytes. Needs the train extra.",
+    )
+    init.add_argument(
+        "--arch", choices=ARCHS, default=ARCHS[0], help=f"architecture (default {ARCHS[0]})"
+    )
+    names = init.add_mutually_exclusive_group(required=True)
+    names.add_argument("--classes", type=_names, help="class names, comma-separated")
+    names.add_argument(
+        "--num-classes", type=_positive, help="number of classes, named class_0, class_1, ..."
+    )
+    init.add_argument(
+        "--embedding-dim", type=_positive, default=128, help="embedding width (default 128)"
+    )
+    init.add_argument(
+        "--input-size", type=_positive, default=224, help="square input side in pixels (224)"
+    )
+    init.add_argument(
+        "--channels", choices=("rgb", "gray"), default="rgb", help="input channels (rgb)"
+    )
+    init.add_argument(
+        "--mean", type=_floats, default=(), help="per-channel mean in [0, 1] units (zeros)"
+    )
+    init.add_argument(
+        "--std", type=_floats, default=(), help="per-channel standard deviation (ones)"
+    )
+    init.add_argument("--seed", type=int, default=0, help="seed of the initial weights (0)")
+    init.add_argument("--version", required=True, help="model version written to the metadata")
+    init.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
+    init.set_defaults(run=_model_init)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``curator`` argument parser (every command has help text)."""
     parser = argparse.ArgumentParser(
@@ -103,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder")
     demo.set_defaults(run=_demo)
+    _add_model_commands(commands)
     return parser
 
 

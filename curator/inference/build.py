@@ -6,8 +6,9 @@
     embedding -> MatMul W_h -> Add b_h -> logits
 
 with the ``curator.*`` metadata in ``metadata_props``. It serves tests and demos (a softmax
-regression head fitted in numpy, run through onnxruntime) and shows the exporter's target. It
-needs the ``onnx`` package (extra ``train``).
+regression head fitted in numpy, run through onnxruntime) and shows the exporter's target.
+:func:`finish_model` attaches the metadata, checks and serialises a model; the torch exporter
+(:mod:`curator.training.export`) shares it. Both need the ``onnx`` package (extra ``train``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from curator._optional import require
 from curator.errors import InvalidInputError
 from curator.inference.contract import EMBEDDING, INPUT_NAME, LOGITS, ModelMetadata
 
-__all__ = ["OPSET", "linear_model"]
+__all__ = ["OPSET", "finish_model", "linear_model"]
 
 OPSET = 17
 """ONNX opset the built models declare."""
@@ -118,6 +119,28 @@ def linear_model(
         graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="curator"
     )
     model.ir_version = _IR_VERSION
-    helper.set_model_props(model, metadata.to_props())
+    return finish_model(model, metadata)
+
+
+def finish_model(model: Any, metadata: ModelMetadata) -> bytes:
+    """Write ``metadata`` into an ONNX model's ``metadata_props``, check it and serialise it.
+
+    The one place the ``curator.*`` keys are attached to a model, shared by
+    :func:`linear_model` and the torch exporter (:func:`curator.training.export.export_onnx`).
+    Existing ``metadata_props`` are replaced.
+
+    Args:
+        model: an ``onnx.ModelProto``; changed in place.
+        metadata: written with :meth:`ModelMetadata.to_props`.
+
+    Returns:
+        The serialised model.
+
+    Raises:
+        onnx.checker.ValidationError: the graph is not valid ONNX.
+        MissingDependencyError: onnx is not installed.
+    """
+    onnx = require("onnx", extra="train")
+    onnx.helper.set_model_props(model, metadata.to_props())
     onnx.checker.check_model(model)
     return bytes(model.SerializeToString())
