@@ -21,13 +21,19 @@ Metric names:
   behind the in-memory indexes (0 when current).
 - ``curator_server_dedup_unsaved_vectors``: vectors accepted since the last dedup snapshot (what
   a crash now would make the next start catch up from the catalog).
+- ``curator_server_heartbeats_total{outcome}``: device heartbeats answered, ``stored`` (new) or
+  ``duplicate`` (a re-sent one).
+- ``curator_server_device_last_heartbeat_timestamp_seconds{device_id}``: Unix time at which this
+  process stored the device's most recent new heartbeat (server clock); a device this process
+  has not heard from since it started has no sample (``GET /v1/devices`` has the stored history).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -71,6 +77,19 @@ class ServerMetrics:
             ["status"],
             registry=self.registry,
         )
+        self.heartbeats = Counter(
+            "curator_server_heartbeats",
+            "Device heartbeats answered, by outcome (stored, duplicate).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.device_last_heartbeat = Gauge(
+            "curator_server_device_last_heartbeat_timestamp_seconds",
+            "Unix time (server clock) at which each device's most recent new heartbeat was "
+            "stored by this process.",
+            ["device_id"],
+            registry=self.registry,
+        )
         self.outbox_pending: Callable[[], int] | None = None
         self.index_vectors: Callable[[], dict[str, int]] | None = None
         self.drainer_stats: Callable[[], tuple[int, int]] | None = None
@@ -81,6 +100,12 @@ class ServerMetrics:
         """Count one answered request and its latency."""
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
+
+    def observe_heartbeat(self, device_id: str, received_at: datetime, *, duplicate: bool) -> None:
+        """Count one answered heartbeat; a new one also sets the device's last-heartbeat time."""
+        self.heartbeats.labels("duplicate" if duplicate else "stored").inc()
+        if not duplicate:
+            self.device_last_heartbeat.labels(device_id).set(received_at.timestamp())
 
     def render(self) -> bytes:
         """The registry in Prometheus text format."""

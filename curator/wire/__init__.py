@@ -9,6 +9,8 @@
 - :mod:`curator.wire.checks`: :func:`frame_problems`, the per-frame content checks the server
   answers frame by frame.
 - :mod:`curator.wire.results`: :class:`FrameResult` and :class:`BatchResult`, the JSON answer.
+- :mod:`curator.wire.heartbeat`: :class:`DeviceHeartbeat`, a device's periodic counters, and
+  :class:`HeartbeatAck`.
 
 The byte layout, limits and versioning rules are in docs/wire.md. Importing this package loads
 only numpy, pydantic and the standard library.
@@ -28,10 +30,12 @@ from curator.wire.framing import (
     decode_batch,
     encode_batch,
 )
+from curator.wire.heartbeat import COUNTER_PATTERN, DeviceHeartbeat, HeartbeatAck
 from curator.wire.records import SCHEMA_VERSION, FrameMeta, FrameRecord, ImageFormat
 from curator.wire.results import BatchResult, FrameResult, FrameStatus
 
 __all__ = [
+    "COUNTER_PATTERN",
     "FRAMING_VERSION",
     "MAGIC",
     "MAX_EMBEDDING_DIM",
@@ -44,10 +48,12 @@ __all__ = [
     "SCHEMA_VERSION",
     "BatchResult",
     "BatchUpload",
+    "DeviceHeartbeat",
     "FrameMeta",
     "FrameRecord",
     "FrameResult",
     "FrameStatus",
+    "HeartbeatAck",
     "ImageFormat",
     "batch_header_schema",
     "decode_batch",

@@ -9,6 +9,11 @@
 - ``embeddings``: vectors per (model_version, ingest_seq), so one frame may carry embeddings from
   several model versions (re-embedding) and a dedup index is rebuilt per version by a range scan.
 - ``devices``: first/last seen and the highest sequence number per device.
+- ``device_heartbeats`` (``catalog.0002``): every heartbeat a device sent
+  (:class:`curator.wire.DeviceHeartbeat`), keyed by (device_id, sent_at) so a re-sent heartbeat
+  is stored once; ``received_at`` is the server's time of the first arrival. ``latest_heartbeats``
+  points at each device's newest ``sent_at``, so listing the fleet reads one row per device, not
+  the whole history.
 """
 
 from __future__ import annotations
@@ -80,5 +85,31 @@ CREATE TABLE embeddings (
 ) STRICT, WITHOUT ROWID;
 """
 
-CATALOG_MIGRATIONS: tuple[Migration, ...] = (Migration("catalog.0001_create", _CREATE),)
+_DEVICE_HEARTBEATS = """
+CREATE TABLE device_heartbeats (
+    device_id TEXT NOT NULL,
+    sent_at TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    model_version TEXT,
+    software_version TEXT NOT NULL,
+    counters TEXT NOT NULL CHECK (json_valid(counters)),
+    buffer_frames INTEGER NOT NULL CHECK (buffer_frames >= 0),
+    buffer_bytes INTEGER NOT NULL CHECK (buffer_bytes >= 0),
+    buffer_max_bytes INTEGER NOT NULL CHECK (buffer_max_bytes >= 0),
+    last_device_seq INTEGER NOT NULL CHECK (last_device_seq >= 0),
+    schema_version INTEGER NOT NULL,
+    PRIMARY KEY (device_id, sent_at)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE latest_heartbeats (
+    device_id TEXT PRIMARY KEY,
+    sent_at TEXT NOT NULL
+) STRICT;
+"""
+
+CATALOG_MIGRATIONS: tuple[Migration, ...] = (
+    Migration("catalog.0001_create", _CREATE),
+    Migration("catalog.0002_device_heartbeats", _DEVICE_HEARTBEATS),
+)
 """The catalog's migrations, in order; append new ones, never edit an applied one."""

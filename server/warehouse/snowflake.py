@@ -13,6 +13,11 @@ A write loads one batch in three statements on one session, then drops the stagi
    WHEN MATCHED THEN UPDATE ... WHEN NOT MATCHED THEN INSERT ...``: JSON columns become
    ``VARIANT`` here, since Snowflake accepts no function call in an ``INSERT ... VALUES``.
 
+Tables are created with ``CREATE TABLE IF NOT EXISTS``; a table created by an older version that
+lacks columns added since (one ``INFORMATION_SCHEMA.COLUMNS`` query tells) gets them with
+``ALTER TABLE ... ADD COLUMN IF NOT EXISTS``, NULL in the rows already there. Missing natural-key
+columns are not added: the ``MERGE`` then fails with a SQL error, as for any other drift.
+
 The batch is deduplicated on the natural key before loading (last row wins): a ``MERGE`` whose
 source holds a key twice is nondeterministic in Snowflake. Tables are created without
 ``PRIMARY KEY`` constraints, which Snowflake would not enforce anyway: idempotency comes from the
@@ -236,6 +241,19 @@ class SnowflakeSink(MetadataSink):
             for t in tables:
                 cols = ", ".join(f"{c.name} {_SQL_TYPES[c.type]}" for c in t.columns)
                 cur.execute(f"CREATE TABLE IF NOT EXISTS {self._name(t.name)} ({cols})")
+            cur.execute(
+                f"SELECT table_name, column_name FROM {self.database}.INFORMATION_SCHEMA.COLUMNS"
+                " WHERE table_schema = ?",
+                (self.schema,),
+            )
+            have = {(str(t).upper(), str(c).upper()) for t, c in cur.fetchall()}
+            for t in tables:
+                for c in t.non_key_columns:
+                    if (t.name.upper(), c.name.upper()) not in have:
+                        cur.execute(
+                            f"ALTER TABLE {self._name(t.name)} ADD COLUMN IF NOT EXISTS "
+                            f"{c.name} {_SQL_TYPES[c.type]}"
+                        )
 
         self._call("creating tables", create)
 

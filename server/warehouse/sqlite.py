@@ -6,6 +6,11 @@ in WAL mode with a busy timeout, so analysts can read it while the server writes
 are fsync'd (``synchronous=FULL``): the outbox deletes rows once a write returned. SQLite enforces
 the natural key as the table's primary key.
 
+Tables created by an older version that lack columns added since get them on first use
+(``ALTER TABLE ... ADD COLUMN``, NULL in the rows already there), in the same transaction as the
+``CREATE TABLE IF NOT EXISTS``. A table missing a natural-key column cannot be fixed that way and
+is refused.
+
 Storage: booleans as 0/1, timestamps as ISO 8601 text in UTC with microseconds (so text order is
 time order and equal instants are equal keys), JSON as text.
 """
@@ -15,9 +20,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from curator.errors import InvalidInputError
 from server.errors import WarehouseUnavailable
 from server.warehouse.base import MetadataSink
 from server.warehouse.tables import Column, Row, Table
@@ -67,6 +74,11 @@ def create_table_sql(table: Table) -> str:
         for c in table.columns
     )
     return f"CREATE TABLE IF NOT EXISTS {table.name} ({cols}, PRIMARY KEY ({', '.join(table.key)}))"
+
+
+def add_column_sql(table: Table, column: Column) -> str:
+    """The DDL adding ``column`` (a non-key column) to an existing ``table``."""
+    return f"ALTER TABLE {table.name} ADD COLUMN {column.name} {_SQL_TYPES[column.type]}"
 
 
 def upsert_sql(table: Table) -> str:
@@ -121,17 +133,13 @@ class SqliteSink(MetadataSink):
             self._conn = conn
         return self._conn
 
-    def _run(self, what: str, statements: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
-        """Run ``statements`` (sql, parameter rows) in one write transaction."""
+    def _transaction(self, what: str, work: Callable[[sqlite3.Connection], None]) -> None:
+        """Run ``work(conn)`` in one write transaction."""
         conn = self._connection()
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for sql, params in statements:
-                    if params:
-                        conn.executemany(sql, params)
-                    else:
-                        conn.execute(sql)
+                work(conn)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -140,8 +148,34 @@ class SqliteSink(MetadataSink):
         except sqlite3.OperationalError as exc:
             raise WarehouseUnavailable(f"{what} failed on {self.path}: {exc}") from exc
 
+    def _run(self, what: str, statements: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        """Run ``statements`` (sql, parameter rows) in one write transaction."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            for sql, params in statements:
+                if params:
+                    conn.executemany(sql, params)
+                else:
+                    conn.execute(sql)
+
+        self._transaction(what, run)
+
     def _create_tables(self, tables: tuple[Table, ...]) -> None:
-        self._run("creating tables", [(create_table_sql(t), []) for t in tables])
+        def create(conn: sqlite3.Connection) -> None:
+            for table in tables:
+                conn.execute(create_table_sql(table))
+                have = {row[1] for row in conn.execute(f"PRAGMA table_info({table.name})")}
+                missing = [c for c in table.columns if c.name not in have]
+                if any(c.name in table.key for c in missing):
+                    raise InvalidInputError(
+                        f"warehouse table {table.name} in {self.path} lacks key column(s) "
+                        f"{[c.name for c in missing if c.name in table.key]}; it cannot be "
+                        "migrated in place"
+                    )
+                for column in missing:
+                    conn.execute(add_column_sql(table, column))
+
+        self._transaction("creating tables", create)
 
     def _upsert(self, table: Table, rows: list[Row]) -> None:
         params = [tuple(_to_sql(c, row[c.name]) for c in table.columns) for row in rows]

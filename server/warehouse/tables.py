@@ -206,11 +206,18 @@ DEVICE_HEARTBEATS = Table(
     (
         _c("device_id", "text", "the device"),
         _c("sent_at", "timestamp", "the device's clock when it sent the heartbeat (UTC)"),
-        _c("counters", "json", "the device's counters (frames seen, kept, buffered, ...)"),
+        _c("counters", "json", "the device's counters since started_at, by name"),
         _c("received_at", "timestamp", "the server's clock when it arrived (UTC)"),
+        _c("started_at", "timestamp", "when the device's selector started; counters count from it"),
+        _c("model_version", "text", "the model the device scores frames with (NULL before one)"),
+        _c("software_version", "text", "the device's curator version"),
+        _c("buffer_frames", "integer", "frames waiting in the device's buffer"),
+        _c("buffer_bytes", "integer", "bytes the device's buffer takes on disk"),
+        _c("buffer_max_bytes", "integer", "the device buffer's byte cap"),
+        _c("last_device_seq", "integer", "the highest device_seq the device has given a frame"),
     ),
     ("device_id", "sent_at"),
-    "device health over time",
+    "device health over time: one row per heartbeat (counters since started_at)",
 )
 
 TABLES: dict[str, Table] = {

@@ -283,4 +283,7 @@ def test_reopening_a_catalog_keeps_its_rows(tmp_path: Path, frames: Any) -> None
         (answer,) = first.record([frames.row(1)])
     with Catalog(tmp_path / "catalog.db") as again:
         assert again.get(answer.frame_id) == answer
-        assert list(applied_migrations(again.db)) == ["catalog.0001_create"]
+        assert list(applied_migrations(again.db)) == [
+            "catalog.0001_create",
+            "catalog.0002_device_heartbeats",
+        ]

@@ -37,7 +37,7 @@ def test_sqlite_enforces_the_natural_key(tmp_path: Path, rows_of: Rows) -> None:
     assert sent_at == "2024-05-01T12:00:00.123456+00:00"  # UTC text, fixed width: sorts by time
     with pytest.raises(sqlite3.IntegrityError):
         conn.execute(
-            "INSERT INTO device_heartbeats VALUES (?, ?, NULL, NULL)", (device_id, sent_at)
+            "INSERT INTO device_heartbeats (device_id, sent_at) VALUES (?, ?)", (device_id, sent_at)
         )
     conn.close()
 
@@ -79,8 +79,13 @@ def test_a_path_that_cannot_be_opened_is_unavailable(tmp_path: Path) -> None:
 def test_the_sql_upserts_every_non_key_column() -> None:
     sql = upsert_sql(TABLES["device_heartbeats"])
     assert sql == (
-        "INSERT INTO device_heartbeats (device_id, sent_at, counters, received_at) "
-        "VALUES (?, ?, ?, ?) ON CONFLICT (device_id, sent_at) "
-        "DO UPDATE SET counters = excluded.counters, received_at = excluded.received_at"
+        "INSERT INTO device_heartbeats (device_id, sent_at, counters, received_at, started_at, "
+        "model_version, software_version, buffer_frames, buffer_bytes, buffer_max_bytes, "
+        "last_device_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (device_id, sent_at) DO UPDATE SET counters = excluded.counters, "
+        "received_at = excluded.received_at, started_at = excluded.started_at, "
+        "model_version = excluded.model_version, software_version = excluded.software_version, "
+        "buffer_frames = excluded.buffer_frames, buffer_bytes = excluded.buffer_bytes, "
+        "buffer_max_bytes = excluded.buffer_max_bytes, last_device_seq = excluded.last_device_seq"
     )
     assert "PRIMARY KEY (device_id, sent_at)" in create_table_sql(TABLES["device_heartbeats"])
