@@ -21,9 +21,8 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any
 
+from curator.config import SettingFlag, add_setting_flags, flag_overrides
 from curator.errors import CuratorError
 from server.auth import Role, TokenStore
 from server.datadir import DataDirLock
@@ -32,75 +31,71 @@ from server.settings import ServerSettings, load_settings
 
 __all__ = ["build_parser", "main"]
 
-# (flag, settings key path, type, help); the type is applied by the settings, not argparse
-_SETTING_FLAGS: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("--data-dir", ("data_dir",), "folder of the server's files (default ./curator-data)"),
-    ("--host", ("host",), "address to listen on (default 127.0.0.1)"),
-    ("--port", ("port",), "port to listen on (default 8000)"),
-    ("--max-body-mb", ("max_body_mb",), "largest request body in MiB (default 64)"),
-    ("--max-pixels", ("max_pixels",), "largest image, width*height (default 40000000)"),
-    ("--dedup-threshold", ("dedup_threshold",), "cosine similarity of a duplicate (0.95)"),
-    ("--dedup-index", ("dedup_index",), "hnsw (default), flat (exact) or auto"),
-    (
-        "--snapshot-interval-s",
-        ("snapshot_interval_s",),
-        "seconds between background dedup snapshots (default 300; 0: off)",
-    ),
-    (
-        "--snapshot-every-frames",
-        ("snapshot_every_frames",),
-        "also snapshot after this many newly accepted vectors (default 100000; 0: off)",
-    ),
-    ("--warehouse", ("warehouse",), "where decisions are logged: sqlite (default) or snowflake"),
-    ("--blob-url", ("blob_url",), "fsspec URL or folder for images (default <data-dir>/blobs)"),
-    ("--log-level", ("log_level",), "DEBUG, INFO (default), WARNING or ERROR"),
-    ("--log-format", ("log_format",), "json (default) or text"),
-    ("--snowflake-account", ("snowflake", "account"), "Snowflake account identifier"),
-    ("--snowflake-user", ("snowflake", "user"), "Snowflake user"),
-    ("--snowflake-database", ("snowflake", "database"), "Snowflake database (default CURATOR)"),
-    ("--snowflake-schema", ("snowflake", "schema"), "Snowflake schema (default PUBLIC)"),
-    ("--snowflake-warehouse", ("snowflake", "warehouse"), "Snowflake virtual warehouse"),
-    ("--snowflake-role", ("snowflake", "role"), "Snowflake role"),
-    ("--snowflake-host", ("snowflake", "host"), "Snowflake host override (tests)"),
-    ("--snowflake-port", ("snowflake", "port"), "Snowflake port override (tests)"),
-    ("--snowflake-protocol", ("snowflake", "protocol"), "https (default) or http (tests)"),
-    ("--snowflake-login-timeout", ("snowflake", "login_timeout"), "seconds per login (default 10)"),
-    (
-        "--snowflake-network-timeout",
-        ("snowflake", "network_timeout"),
-        "seconds per request, retries included (default 30)",
-    ),
+# the value types are checked by the settings, not argparse
+_SETTING_FLAGS: tuple[SettingFlag, ...] = tuple(
+    SettingFlag(flag, path, text)
+    for flag, path, text in (
+        ("--data-dir", ("data_dir",), "folder of the server's files (default ./curator-data)"),
+        ("--host", ("host",), "address to listen on (default 127.0.0.1)"),
+        ("--port", ("port",), "port to listen on (default 8000)"),
+        ("--max-body-mb", ("max_body_mb",), "largest request body in MiB (default 64)"),
+        ("--max-pixels", ("max_pixels",), "largest image, width*height (default 40000000)"),
+        ("--dedup-threshold", ("dedup_threshold",), "cosine similarity of a duplicate (0.95)"),
+        ("--dedup-index", ("dedup_index",), "hnsw (default), flat (exact) or auto"),
+        (
+            "--snapshot-interval-s",
+            ("snapshot_interval_s",),
+            "seconds between background dedup snapshots (default 300; 0: off)",
+        ),
+        (
+            "--snapshot-every-frames",
+            ("snapshot_every_frames",),
+            "also snapshot after this many newly accepted vectors (default 100000; 0: off)",
+        ),
+        (
+            "--warehouse",
+            ("warehouse",),
+            "where decisions are logged: sqlite (default) or snowflake",
+        ),
+        ("--blob-url", ("blob_url",), "fsspec URL or folder for images (default <data-dir>/blobs)"),
+        ("--log-level", ("log_level",), "DEBUG, INFO (default), WARNING or ERROR"),
+        ("--log-format", ("log_format",), "json (default) or text"),
+        ("--snowflake-account", ("snowflake", "account"), "Snowflake account identifier"),
+        ("--snowflake-user", ("snowflake", "user"), "Snowflake user"),
+        ("--snowflake-database", ("snowflake", "database"), "Snowflake database (default CURATOR)"),
+        ("--snowflake-schema", ("snowflake", "schema"), "Snowflake schema (default PUBLIC)"),
+        ("--snowflake-warehouse", ("snowflake", "warehouse"), "Snowflake virtual warehouse"),
+        ("--snowflake-role", ("snowflake", "role"), "Snowflake role"),
+        ("--snowflake-host", ("snowflake", "host"), "Snowflake host override (tests)"),
+        ("--snowflake-port", ("snowflake", "port"), "Snowflake port override (tests)"),
+        ("--snowflake-protocol", ("snowflake", "protocol"), "https (default) or http (tests)"),
+        (
+            "--snowflake-login-timeout",
+            ("snowflake", "login_timeout"),
+            "seconds per login (default 10)",
+        ),
+        (
+            "--snowflake-network-timeout",
+            ("snowflake", "network_timeout"),
+            "seconds per request, retries included (default 30)",
+        ),
+    )
 )
 _STORE_FLAGS = ("--data-dir",)
 
 
-def _add_setting_flags(parser: argparse.ArgumentParser, flags: Sequence[str] | None) -> None:
-    parser.add_argument(
-        "--config",
-        type=Path,
-        metavar="FILE",
-        help="TOML settings file (default: $CURATOR_SERVER_CONFIG); flags and environment win",
+def _add_setting_flags(parser: argparse.ArgumentParser, only: Sequence[str] | None) -> None:
+    add_setting_flags(
+        parser,
+        _SETTING_FLAGS,
+        only=only,
+        config_help="TOML settings file (default: $CURATOR_SERVER_CONFIG); flags and environment "
+        "win",
     )
-    for flag, _, text in _SETTING_FLAGS:
-        if flags is None or flag in flags:
-            parser.add_argument(flag, dest=_dest(flag), default=None, metavar="VALUE", help=text)
 
 
-def _dest(flag: str) -> str:
-    return "setting_" + flag.lstrip("-").replace("-", "_")
-
-
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for flag, path, _ in _SETTING_FLAGS:
-        value = getattr(args, _dest(flag), None)
-        if value is None:
-            continue
-        target = out
-        for key in path[:-1]:
-            target = target.setdefault(key, {})
-        target[path[-1]] = value
-    return out
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    return flag_overrides(args, _SETTING_FLAGS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,7 +220,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     args = parser.parse_args(argv)
     run: Callable[[ServerSettings, argparse.Namespace], int] = args.run
     try:
-        settings = load_settings(_overrides(args), args.config, os.environ if env is None else env)
+        settings = load_settings(
+            flag_overrides(args, _SETTING_FLAGS), args.config, os.environ if env is None else env
+        )
         return run(settings, args)
     except (CuratorError, ServerError, OSError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

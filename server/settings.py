@@ -17,17 +17,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
-from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    InitSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from curator.errors import InvalidInputError
+from curator.config import load_layered
 
 __all__ = ["CONFIG_ENV_VAR", "ENV_PREFIX", "ServerSettings", "SnowflakeSettings", "load_settings"]
 
@@ -175,21 +168,6 @@ class ServerSettings(BaseSettings):
         return int(self.max_body_mb * 1024 * 1024)
 
 
-class _MappingEnvSource(EnvSettingsSource):
-    """The environment source, reading a given mapping instead of ``os.environ``."""
-
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
-        self._environ = dict(environ)
-        super().__init__(settings_cls)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return {
-            (key if self.case_sensitive else key.lower()): value
-            for key, value in self._environ.items()
-            if not (self.env_ignore_empty and value == "")
-        }
-
-
 def load_settings(
     cli_overrides: Mapping[str, Any],
     config_path: Path | None = None,
@@ -208,58 +186,6 @@ def load_settings(
         InvalidInputError: a bad value, an unknown key, or an unreadable config file; one line
             naming the field.
     """
-    environ: Mapping[str, str] = os.environ if env is None else env
-    if config_path is None and environ.get(CONFIG_ENV_VAR):
-        config_path = Path(environ[CONFIG_ENV_VAR])
-    if config_path is not None and not Path(config_path).is_file():
-        raise InvalidInputError(f"config file {str(config_path)!r} does not exist")
-    overrides = _drop_none(dict(cli_overrides))
-
-    class _Loaded(ServerSettings):
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            sources: list[PydanticBaseSettingsSource] = [
-                InitSettingsSource(settings_cls, init_kwargs=overrides),
-                _MappingEnvSource(settings_cls, environ),
-            ]
-            if config_path is not None:
-                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_path))
-            return tuple(sources)
-
-    try:
-        loaded = _Loaded()
-    except ValidationError as exc:
-        raise InvalidInputError(_one_line(exc)) from None
-    except (OSError, ValueError) as exc:  # an unreadable or malformed TOML file
-        raise InvalidInputError(f"cannot read config file {str(config_path)!r}: {exc}") from None
-    values = {name: getattr(loaded, name) for name in ServerSettings.model_fields}
-    return ServerSettings.model_construct(loaded.model_fields_set, **values)  # validated above
-
-
-def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            value = _drop_none(value)
-            if not value:
-                continue
-        if value is not None:
-            out[key] = value
-    return out
-
-
-def _one_line(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors():
-        field = ".".join(str(p) for p in error["loc"]) or "settings"
-        given = error.get("input")
-        shown = "" if "password" in field or isinstance(given, dict) else f" (got {given!r})"
-        parts.append(f"setting {field!r}: {error['msg']}{shown}")
-    return "invalid settings: " + "; ".join(parts)
+    return load_layered(
+        ServerSettings, cli_overrides, config_path, env, config_env_var=CONFIG_ENV_VAR
+    )

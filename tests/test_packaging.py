@@ -10,7 +10,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # import name -> distribution name, where they differ
-DISTRIBUTION = {"faiss": "faiss-cpu", "PIL": "pillow", "av": "av", "sklearn": "scikit-learn"}
+DISTRIBUTION = {
+    "faiss": "faiss-cpu",
+    "PIL": "pillow",
+    "av": "av",
+    "sklearn": "scikit-learn",
+    "pydantic_settings": "pydantic-settings",
+}
 
 
 def _requirement_names(specs: list[str]) -> set[str]:
