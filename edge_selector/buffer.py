@@ -23,6 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from curator.errors import InvalidInputError
 from edge_selector.buffer_evict import (
     evict,
@@ -34,6 +37,7 @@ from edge_selector.buffer_evict import (
 from edge_selector.buffer_frames import BufferedFrame, KeptFrame, check_frame, cost_bytes, meta_json
 from edge_selector.buffer_outcomes import AddOutcome, BufferStats, FrameTooLargeError
 from edge_selector.buffer_space import SpaceLimits, database_files_bytes
+from edge_selector.buffer_state import load_state, recent_embeddings, save_state
 from edge_selector.buffer_store import CHUNK, BufferFile, DiskFull
 
 __all__ = ["AddOutcome", "BufferStats", "BufferedFrame", "FrameBuffer", "FrameTooLargeError"]
@@ -236,6 +240,29 @@ class FrameBuffer:
                 "max_frame_cost": self.limits.max_frame_cost,
                 **self._open_file().describe(),
             }
+
+    def save_state(self, name: str, value: dict[str, Any]) -> bool:
+        """Keep JSON data under ``name`` in the file (the selector's resumable state).
+
+        Returns:
+            False when the disk was full and nothing was written (counted, never raised).
+
+        Raises:
+            TypeError, ValueError: ``value`` is not JSON data.
+        """
+        with self._lock:
+            return save_state(self._open_file(), name, value, self._now().isoformat())
+
+    def load_state(self, name: str) -> dict[str, Any] | None:
+        """The JSON data last saved under ``name``, or None."""
+        with self._lock:
+            return load_state(self._open_file(), name)
+
+    def recent_embeddings(self, model_version: str, limit: int) -> npt.NDArray[np.float32]:
+        """``(n, D)`` float32: the newest ``limit`` buffered embeddings of ``model_version``,
+        oldest first; ``(0, 0)`` when there are none."""
+        with self._lock:
+            return recent_embeddings(self._open_file(), model_version, _positive(limit, "limit"))
 
     def file_bytes(self) -> int:
         """Bytes the database, ``-wal`` and ``-shm`` files take on disk now."""

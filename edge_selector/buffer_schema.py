@@ -58,6 +58,16 @@ BUFFER_MIGRATIONS: tuple[tuple[str, str], ...] = (
             WITHOUT ROWID;
         """,
     ),
+    (
+        "edge_buffer.0002_state",
+        """
+        CREATE TABLE state (
+            name TEXT PRIMARY KEY,
+            value TEXT NOT NULL CHECK (json_valid(value)),
+            saved_at TEXT NOT NULL
+        ) STRICT, WITHOUT ROWID;
+        """,
+    ),
 )
 """(name, SQL) pairs in the order they apply; append new ones, never edit a shipped one."""
 

@@ -200,6 +200,29 @@ class FrameReader(Iterator[VideoFrame]):
             index_offset += seen
             time_offset += last_t + step
 
+    @property
+    def finite(self) -> bool:
+        """Whether the source ends: a file or folder read without ``loop``."""
+        live = self.source.startswith("camera ") or "://" in self.source
+        return not live and not self._loop
+
+    @property
+    def length(self) -> int | None:
+        """Frames this reader will yield as the file or folder says, or None when unknown (a
+        camera, a stream, a loop without ``max_frames``, a container that does not say).
+        Damaged frames skipped on the way make the real count smaller."""
+        if self._folder is not None:
+            per_pass: int | None = len(self._folder)
+        elif self._container is not None and self.finite:
+            per_pass = int(self._container.streams.video[0].frames) or None
+        else:
+            per_pass = None
+        if per_pass is not None:
+            per_pass = -(-per_pass // self._every)
+        if self._loop or per_pass is None:
+            return self._max
+        return per_pass if self._max is None else min(per_pass, self._max)
+
     def __iter__(self) -> FrameReader:
         return self
 

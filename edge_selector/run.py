@@ -1,0 +1,315 @@
+"""``edge-selector run``: capture, decide and upload until the source ends or a signal comes.
+
+Threads, each with one job:
+
+- **decode** reads the source (:func:`curator.data.video.read_frames`) and hands batches of
+  ``batch_size`` frames to the capture loop through a small queue (decoding overlaps
+  inference);
+- **capture** (the calling thread) runs :meth:`edge_selector.selector.Selector.process` on each
+  batch: gates, one inference call, scores, decisions, buffer writes;
+- **upload** (when ``--server`` is given) runs :meth:`edge_selector.sync.Uploader.run`: batches
+  most valuable first, backoff, heartbeats;
+- **metrics** (``--metrics-port``) serves Prometheus text.
+
+``stop`` (set by SIGTERM/SIGINT in the CLI) ends capture after the batch in hand; the state is
+saved, the uploader finishes its request, and :func:`run` returns a :class:`RunSummary`. After a
+finite source ends, uploading goes on until the buffer is empty or ``drain_timeout_s`` passes.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, TextIO
+
+from curator.data.video import FrameReader, VideoFrame, read_frames
+from curator.errors import CuratorError
+from curator.inference import OnnxModel
+from curator.wire import DeviceHeartbeat
+from edge_selector.buffer import FrameBuffer
+from edge_selector.selector import Selector
+from edge_selector.settings import EdgeSettings
+from edge_selector.sync import Uploader
+from edge_selector.sync_outcomes import SyncAuthError
+from edge_selector.telemetry import Telemetry
+
+__all__ = ["RunSummary", "run", "software_version"]
+
+log = logging.getLogger(__name__)
+
+_QUEUE_BATCHES = 1  # one batch prepared ahead is enough to overlap; each is ~20 MB
+_END = object()
+
+
+def software_version() -> str:
+    """This package's version, for heartbeats."""
+    try:
+        return version("curator")
+    except PackageNotFoundError:  # pragma: no cover - a source tree without metadata
+        return "0+unknown"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a run did.
+
+    Attributes:
+        counters: :meth:`Telemetry.counters` at the end.
+        buffered: frames left in the buffer.
+        seconds: wall time of the run.
+        stopped: True when a signal (``stop``) ended it before the source did.
+    """
+
+    counters: dict[str, int]
+    buffered: int
+    seconds: float
+    stopped: bool
+
+    def lines(self) -> list[str]:
+        """The human summary printed at the end."""
+        c = self.counters
+        seen, kept = c.get("frames.seen", 0), c.get("frames.kept", 0)
+        rate = seen / self.seconds if self.seconds > 0 else 0.0
+        drops = {k.removeprefix("dropped."): v for k, v in c.items() if k.startswith("dropped.")}
+        lines = [
+            f"frames: {seen} seen, {kept} kept ({kept / max(seen, 1):.1%}), "
+            f"{c.get('source.skipped', 0)} corrupt skipped, {rate:.1f} frames/s",
+            "dropped: " + (", ".join(f"{k} {v}" for k, v in sorted(drops.items())) or "none"),
+            f"buffer: {self.buffered} frames waiting, {c.get('evicted', 0)} evicted",
+        ]
+        if "sync.uploaded" in c:
+            rejected = sum(v for k, v in c.items() if k.startswith("sync.rejected."))
+            lines.append(
+                f"upload: {c['sync.uploaded']} acked ({c.get('sync.duplicates', 0)} duplicates), "
+                f"{rejected} rejected, {c.get('sync.transport_errors', 0)} transport errors"
+            )
+        return lines
+
+
+def _source(text: str) -> str | int:
+    return int(text) if text.isdigit() else text
+
+
+def _batches(reader: FrameReader, size: int) -> Iterator[list[VideoFrame]]:
+    batch: list[VideoFrame] = []
+    for frame in reader:
+        batch.append(frame)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _decode(
+    reader: FrameReader,
+    selector: Selector,
+    size: int,
+    out: queue.Queue[Any],
+    stop: threading.Event,
+) -> None:
+    """The decode thread: prepared batches into ``out``, then ``_END`` (or the exception)."""
+    try:
+        for frames in _batches(reader, size):
+            batch = selector.prepare(frames)
+            if batch is None:
+                continue
+            while not stop.is_set():
+                try:
+                    out.put(batch, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+            if stop.is_set():
+                break
+    except BaseException as exc:  # handed to the capture loop, which reports it
+        out.put(exc)
+    finally:
+        out.put(_END)
+
+
+def open_model(settings: EdgeSettings) -> OnnxModel:
+    """The model the settings name (contract-checked)."""
+    assert settings.model is not None
+    return OnnxModel(
+        settings.model,
+        output_names=settings.output_names(),
+        input_name=settings.input_name,
+        intra_op_threads=settings.threads,
+    )
+
+
+def run(
+    settings: EdgeSettings,
+    stop: threading.Event,
+    *,
+    progress: TextIO | None = None,
+    on_batch: Callable[[Selector], None] | None = None,
+) -> RunSummary:
+    """Run the selector with ``settings`` until the source ends or ``stop`` is set.
+
+    Args:
+        settings: validated settings with ``source`` and ``model``.
+        stop: set it to end the run cleanly.
+        progress: where to draw a progress bar (None: none).
+        on_batch: called after each batch (tests, embedding).
+
+    Raises:
+        DatasetError: the source cannot be opened.
+        ModelContractError: the model breaks the contract.
+        SyncAuthError: the server refused the token.
+        CuratorError, OSError: the buffer cannot be opened.
+    """
+    if settings.source is None or settings.model is None:
+        raise CuratorError("run needs --source and --model")
+    began = time.monotonic()
+    model = open_model(settings)
+    reader = read_frames(
+        _source(settings.source), loop=settings.loop, max_frames=settings.max_frames
+    )
+    live = isinstance(_source(settings.source), int) or "://" in settings.source
+    buffer = FrameBuffer(settings.buffer, max_bytes=settings.max_buffer_bytes)
+    upload_stop = threading.Event()
+    failure: list[BaseException] = []
+    threads: list[threading.Thread] = []
+    metrics_server: Any = None
+    uploader: Uploader | None = None
+    try:
+        selector = Selector(
+            model, buffer, settings.policy(), source=settings.source, resumable=not live
+        )
+        uploader = _uploader(settings, buffer, heartbeat=lambda: telemetry.heartbeat())
+        telemetry = Telemetry(
+            selector,
+            buffer,
+            uploader,
+            skipped=lambda: reader.skipped,
+            device_id=settings.device_id or "local",
+            software_version=software_version(),
+        )
+        if uploader is not None:
+            threads.append(_start(_upload, uploader, upload_stop, failure, stop, name="upload"))
+        if settings.metrics_port is not None:
+            metrics_server = _serve_metrics(telemetry, settings)
+        log.info(
+            "selector started",
+            extra={"source": settings.source, "model_version": model.model_version,
+                   "buffer": str(settings.buffer), "server": settings.server},
+        )  # fmt: skip
+        batches: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_BATCHES)
+        decode_stop = threading.Event()
+        threads.append(_start(_decode, reader, selector, settings.batch_size, batches, decode_stop))
+        started = None if live else datetime.now(UTC)
+        bar = _progress_bar(progress, reader.length)
+        try:
+            while not stop.is_set():
+                item = batches.get()
+                if item is _END:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                selector.decide(item, started)
+                if bar is not None:
+                    bar.update(len(item.frames))
+                if on_batch is not None:
+                    on_batch(selector)
+        finally:
+            decode_stop.set()
+            selector.save()
+            if bar is not None:
+                bar.close()
+        stopped = stop.is_set()
+        if uploader is not None and not stopped:
+            _drain(buffer, settings.drain_timeout_s, stop, failure)
+        upload_stop.set()
+        for t in threads:
+            t.join(timeout=60)
+        if failure:
+            raise failure[0]
+        if uploader is not None:
+            uploader.send_heartbeat()
+        return RunSummary(telemetry.counters(), buffer.stats().frames, time.monotonic() - began,
+                          stopped)  # fmt: skip
+    finally:
+        upload_stop.set()
+        if metrics_server is not None:
+            metrics_server.shutdown()
+        for t in threads:
+            t.join(timeout=60)
+        if uploader is not None:
+            uploader.close()
+        reader.close()
+        buffer.close()
+
+
+def _start(target: Callable[..., None], *args: Any, name: str = "decode") -> threading.Thread:
+    thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def _uploader(
+    settings: EdgeSettings, buffer: FrameBuffer, heartbeat: Callable[[], DeviceHeartbeat]
+) -> Uploader | None:
+    if settings.server is None:
+        return None
+    assert settings.token is not None and settings.device_id is not None
+    kbps = settings.bandwidth_kbps
+    return Uploader(
+        buffer,
+        server=settings.server,
+        token=settings.token.get_secret_value(),
+        device_id=settings.device_id,
+        batch_frames=settings.upload_batch_frames,
+        bandwidth_bytes_per_s=None if kbps is None else kbps * 1000.0,
+        heartbeat=heartbeat,
+        heartbeat_interval_s=settings.heartbeat_interval_s,
+    )
+
+
+def _upload(
+    uploader: Uploader,
+    upload_stop: threading.Event,
+    failure: list[BaseException],
+    stop: threading.Event,
+) -> None:
+    """The upload thread; a refused token stops the whole run."""
+    try:
+        uploader.run(upload_stop)
+    except SyncAuthError as exc:
+        failure.append(exc)
+        stop.set()
+
+
+def _drain(
+    buffer: FrameBuffer, timeout_s: float, stop: threading.Event, failure: list[BaseException]
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not stop.is_set() and not failure and time.monotonic() < deadline:
+        if buffer.stats().frames == 0:
+            return
+        stop.wait(0.2)
+
+
+def _progress_bar(stream: TextIO | None, total: int | None) -> Any:
+    if stream is None:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="frame", file=stream, dynamic_ncols=True, smoothing=0.1)
+
+
+def _serve_metrics(telemetry: Telemetry, settings: EdgeSettings) -> Any:
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(telemetry)
+    assert settings.metrics_port is not None
+    server, _ = start_http_server(settings.metrics_port, settings.metrics_host, registry)
+    return server
