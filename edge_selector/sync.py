@@ -62,6 +62,11 @@ log = logging.getLogger(__name__)
 
 _DEVICE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _BACK_OFF = -1.0
+
+MAX_LONE_REFUSALS = 8
+"""Frames refused alone (400/413) in a row, with no frame taken in between, after which the
+uploader stops dropping them: a server that refuses everything (say, a schema version it does
+not speak) must not empty the buffer. Those frames stay and are retried with backoff."""
 """``wait_s`` of an outcome that :meth:`Uploader.upload_once` replaces with a backoff delay."""
 
 
@@ -143,6 +148,7 @@ class Uploader:
         self._backoff = Backoff(min(0.5, max_backoff_s), max_backoff_s, rng=rng)
         self._cap = BandwidthCap(bandwidth_bytes_per_s, clock=clock, sleep=self._sleep)
         self._limit = batch_frames  # halved by 400/413 answers
+        self._lone_refusals = 0  # frames refused alone since the server last took one
         self._tally = SyncTally()
         self._lock = threading.Lock()
 
@@ -324,6 +330,8 @@ class Uploader:
             log.warning("upload answer refused", extra={**fields, "error": error})
             return replace(base, error=error, wait_s=_BACK_OFF)
         acked = [r.device_seq for r in result.results if r.status != "rejected"]
+        if acked:
+            self._lone_refusals = 0
         rejected = rejected_by_code(result)
         self.buffer.ack(acked)
         for code, seqs in rejected.items():
@@ -357,6 +365,15 @@ class Uploader:
             return replace(base, error=error)
         code = "bad_request" if status == 400 else "payload_too_large"
         seq = frames[0].device_seq
+        if self._lone_refusals >= MAX_LONE_REFUSALS:  # the server refuses everything: keep them
+            error = (
+                f"HTTP {status} for frame {seq} alone after {self._lone_refusals} frames refused "
+                f"alone in a row: the server refuses every frame ({message}); keeping them"
+            )
+            self._tally.add(error, client_errors=1)
+            log.error("server refuses every frame, not dropping", extra={**fields, "error": error})
+            return replace(base, error=error, wait_s=_BACK_OFF)
+        self._lone_refusals += 1
         self.buffer.drop([seq], code)
         self._limit = self.batch_frames
         error = f"HTTP {status} for frame {seq} alone: {message}; dropped as {code}"

@@ -15,11 +15,12 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from curator.wire import DeviceHeartbeat, HeartbeatAck
+from server.app.bodies import check_media_type, read_body
 from server.app.deps import CurrentPrincipal, Services
 from server.app.errors import ErrorResponse
 from server.auth import Principal, Role, require
 from server.catalog.heartbeats import HeartbeatRow, HeartbeatStore
-from server.errors import Forbidden, PayloadTooLarge, UnsupportedMediaType
+from server.errors import Forbidden
 from server.metrics import ServerMetrics
 
 __all__ = ["MAX_HEARTBEAT_BYTES", "DeviceList", "DeviceStatus", "router"]
@@ -117,16 +118,10 @@ async def _read_heartbeat(request: Request) -> DeviceHeartbeat:
         RequestValidationError: the body is not a valid heartbeat (answered 422 like any
             request validation error, locations under ``body``).
     """
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != _JSON:
-        raise UnsupportedMediaType(f"expected Content-Type {_JSON}, got {media_type[:80]!r}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_HEARTBEAT_BYTES:
-            raise PayloadTooLarge(f"a heartbeat is at most {MAX_HEARTBEAT_BYTES} bytes")
+    check_media_type(request, _JSON)
+    body = await read_body(request, MAX_HEARTBEAT_BYTES)
     try:
-        return DeviceHeartbeat.model_validate_json(bytes(body))
+        return DeviceHeartbeat.model_validate_json(body)
     except ValidationError as exc:
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import re
-
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from curator.wire import MEDIA_TYPE, BatchResult, decode_batch
+from server.app.bodies import check_media_type, read_body
 from server.app.deps import CurrentPrincipal, Services
-from server.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["ingest"])
-
-_CONTENT_LENGTH = re.compile(r"[0-9]+")
 
 _ERRORS = {
     400: {"description": "The body breaks the wire format (the message says where)."},
@@ -24,25 +20,6 @@ _ERRORS = {
     413: {"description": "The body is larger than the server's limit."},
     415: {"description": f"The body is not `{MEDIA_TYPE}`."},
 }
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it passes ``limit`` bytes (before parsing)."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not _CONTENT_LENGTH.fullmatch(declared):  # not isdigit(): it takes "²" too
-            raise BadRequest(f"Content-Length must be a number of bytes, got {declared[:40]!r}")
-        size = declared.lstrip("0")
-        # more digits than the limit has is over it; int() refuses over 4300 digits
-        if len(size) > len(str(limit)) or int(size or "0") > limit:
-            shown = size if len(size) <= 40 else f"a {len(size)}-digit number of"
-            raise PayloadTooLarge(f"body of {shown} bytes is over the limit of {limit}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
-    return bytes(body)
 
 
 @router.post(
@@ -68,10 +45,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
 async def upload_batch(
     request: Request, services: Services, principal: CurrentPrincipal
 ) -> BatchResult:
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != MEDIA_TYPE:
-        raise UnsupportedMediaType(f"expected Content-Type {MEDIA_TYPE}, got {media_type!r}")
-    body = await _read_body(request, services.settings.max_body_bytes)
+    check_media_type(request, MEDIA_TYPE)
+    body = await read_body(request, services.settings.max_body_bytes)
     batch = decode_batch(body)
     result = await run_in_threadpool(services.ingest.ingest, batch, principal)
     for status in ("accepted", "duplicate", "rejected"):

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from testkit.edge import kept_in_log
 from testkit.models import write_linear_onnx
 from testkit.videos import bikes_path
 
@@ -30,17 +31,6 @@ KILLS = 20
 pytestmark = pytest.mark.integration
 
 
-def _kept(log: Path) -> dict[int, str]:
-    """device_seq -> frame_id of the ``frame kept`` lines (a torn last line is ignored)."""
-    kept: dict[int, str] = {}
-    for line in log.read_text(errors="replace").splitlines():
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if entry.get("message") == "frame kept":
-            kept[int(entry["device_seq"])] = entry["frame_id"]
-    return kept
 
 
 def _buffered(path: Path) -> dict[int, str]:
@@ -68,14 +58,14 @@ def test_sigkill_at_random_moments_loses_no_committed_frame(tmp_path: Path) -> N
             proc = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=out, env=env)
         try:
             deadline = time.monotonic() + 60
-            while not _kept(log) and time.monotonic() < deadline:  # wait until it is keeping
+            while not kept_in_log(log) and time.monotonic() < deadline:  # wait until it is keeping
                 assert proc.poll() is None, log.read_text()[-2000:]
                 time.sleep(0.05)
             time.sleep(rng.uniform(0.0, 1.5))
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
-        kept = _kept(log)
+        kept = kept_in_log(log)
         assert kept, f"cycle {cycle} kept nothing:\n{log.read_text()[-2000:]}"
         for seq, frame_id in kept.items():
             assert promised.setdefault(seq, frame_id) == frame_id, f"device_seq {seq} reused"

@@ -9,7 +9,6 @@ server stored the device's heartbeats.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import sqlite3
@@ -20,7 +19,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from testkit.edge import kept_in_log
 from testkit.models import write_linear_onnx
+from testkit.prometheus import metric
 from testkit.server import ROOT, ServeProcess, create_token
 from testkit.videos import bikes_path
 
@@ -30,16 +31,6 @@ DEVICE = "cam-07"
 TOGGLES = 10
 
 
-def _kept(log: Path) -> dict[int, str]:
-    kept: dict[int, str] = {}
-    for line in log.read_text(errors="replace").splitlines():
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if entry.get("message") == "frame kept":
-            kept[int(entry["device_seq"])] = entry["frame_id"]
-    return kept
 
 
 def _answered(server: ServeProcess) -> float:
@@ -47,8 +38,8 @@ def _answered(server: ServeProcess) -> float:
         text = httpx.get(f"{server.base}/metrics", timeout=5).text
     except httpx.TransportError:
         return 0.0
-    lines = [ln for ln in text.splitlines() if ln.startswith("curator_server_frames_total{")]
-    return sum(float(ln.rsplit(" ", 1)[1]) for ln in lines)
+    statuses = ("accepted", "duplicate")
+    return sum(metric(text, "curator_server_frames_total", status=s) for s in statuses)
 
 
 def _wait(condition: object, timeout: float, what: str) -> float:
@@ -79,7 +70,7 @@ def test_offline_capture_then_link_toggling_ends_with_every_frame_once(tmp_path:
     with log.open("wb") as out:
         selector = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=out, env=env)
     try:
-        _wait(lambda: len(_kept(log)) >= 30, 60, "30 frames kept offline")
+        _wait(lambda: len(kept_in_log(log)) >= 30, 60, "30 frames kept offline")
         server.start()
         first = _wait(lambda: _answered(server) > 0, 60, "the first upload")
         for _ in range(TOGGLES):
@@ -90,7 +81,7 @@ def test_offline_capture_then_link_toggling_ends_with_every_frame_once(tmp_path:
             server.start()
         rc = selector.wait(timeout=240)
         assert rc == 0, log.read_text()[-3000:]
-        kept = _kept(log)
+        kept = kept_in_log(log)
         with sqlite3.connect(f"file:{data / 'catalog.sqlite'}?mode=ro", uri=True) as conn:
             uploads = conn.execute(
                 "SELECT device_seq, frame_id, count(*) FROM uploads WHERE device_id = ? "

@@ -839,3 +839,23 @@ def test_counters_flatten_to_heartbeat_counter_names(
     assert all(re.fullmatch(COUNTER_PATTERN.strip("^$"), name) for name in flat)
     beat = heartbeat_of(buffer, [uploader])()
     assert json.loads(beat.model_dump_json())["counters"] == flat
+
+
+def test_a_server_refusing_every_frame_cannot_empty_the_buffer(tmp_path: Path) -> None:
+    """After MAX_LONE_REFUSALS frames refused alone in a row, nothing more is dropped."""
+    from edge_selector.sync import MAX_LONE_REFUSALS
+
+    server = FakeServer()
+    server.answer = lambda batch: error(400, "wire_format_error", "unsupported schema version 9")
+    buf = FrameBuffer(tmp_path / "buffer.db", max_bytes=16 * 2**20)
+    fill(buf, 30)
+    client = httpx.Client(transport=httpx.MockTransport(server.handle))
+    with Uploader(buf, server=SERVER, token=TOKEN, device_id=DEVICE, batch_frames=8,
+                  client=client) as up:  # fmt: skip
+        outcomes = [up.upload_once() for _ in range(60)]
+    client.close()
+    with buf:
+        stats = buf.stats()
+        assert stats.dropped == {"bad_request": MAX_LONE_REFUSALS}
+        assert stats.frames == 30 - MAX_LONE_REFUSALS and stats.claimed == 0
+    assert "refuses every frame" in (outcomes[-1].error or "")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,3 +34,17 @@ def kept_frame(value: float, size: int = 1000, seed: int = 0, **fields: Any) -> 
     }
     base.update(fields)
     return KeptFrame(**base)
+
+
+def kept_in_log(log: Path) -> dict[int, str]:
+    """device_seq -> frame_id of the ``frame kept`` lines of an ``edge-selector run`` JSON log
+    (``--log-level DEBUG --log-format json``); a torn last line is ignored."""
+    kept: dict[int, str] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if entry.get("message") == "frame kept":
+            kept[int(entry["device_seq"])] = entry["frame_id"]
+    return kept

@@ -4,11 +4,11 @@ idempotent answers, validation errors as JSON 4xx, the warehouse row, the metric
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from testkit.prometheus import metric
 
 from curator.wire import DeviceHeartbeat
 from server.catalog.heartbeats import HeartbeatStore
@@ -38,14 +38,6 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def metric(text: str, name: str, **labels: str) -> float:
-    for line in text.splitlines():
-        if not line.startswith(name + ("{" if labels else " ")):
-            continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split(" ")[0]))
-        if all(found.get(k) == v for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 def stored(client: Any) -> int:

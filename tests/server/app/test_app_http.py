@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi import APIRouter
+from testkit.prometheus import metric
 
 from curator.errors import InvalidInputError, WireFormatError
 from server import errors
@@ -37,15 +38,6 @@ SERVER_ERRORS = [
 ]
 
 
-def metric(text: str, name: str, **labels: str) -> float:
-    """The value of one sample in Prometheus text (0 when absent)."""
-    for line in text.splitlines():
-        if not line.startswith(name + ("{" if labels else " ")):
-            continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split(" ")[0]))
-        if all(found.get(k) == v for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 def bearer(token: str) -> dict[str, str]:
