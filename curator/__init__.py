@@ -15,6 +15,9 @@ Modules, one stage of the flow each:
 - :mod:`curator.wire`: the versioned edge-to-server contract.
 - :mod:`curator.inference`: ``OnnxModel``, the ONNX model contract.
 - :mod:`curator.data`: Fashion-MNIST and video frame sources.
+- :mod:`curator.training`: the networks curator builds and ``export_onnx`` (extra ``train``).
+- :mod:`curator.config`: settings from flags, environment and a TOML file, for every process.
+- :mod:`curator.logs`: structured logs (JSON lines or text) for curator's processes.
 """
 
 from curator.errors import (

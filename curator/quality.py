@@ -19,7 +19,15 @@ import numpy.typing as npt
 
 from curator.errors import InvalidInputError
 
-__all__ = ["FrameQuality", "blur", "brightness", "exposure", "luma", "measure"]
+__all__ = [
+    "FrameQuality",
+    "blur",
+    "brightness",
+    "exposure",
+    "luma",
+    "measure",
+    "measure_luma",
+]
 
 OVEREXPOSED_LEVEL = 250
 UNDEREXPOSED_LEVEL = 5
@@ -106,7 +114,19 @@ def measure(frame: Any) -> FrameQuality:
     Raises:
         InvalidInputError: malformed frame.
     """
-    grey = luma(frame)
+    return measure_luma(luma(frame))
+
+
+def measure_luma(grey: npt.NDArray[np.float32]) -> FrameQuality:
+    """:func:`measure` of a frame already converted to grey levels (e.g. by :func:`luma`).
+
+    Args:
+        grey: ``(H, W)`` float32 grey levels in ``[0, 255]``, trusted as given (a caller that
+            has float pixels, such as a model's resized input, skips a round trip to uint8).
+
+    Returns:
+        The frame's :class:`FrameQuality`.
+    """
     over, under = _exposure(grey)
     return FrameQuality(
         blur=_laplacian_variance(grey),

@@ -35,8 +35,8 @@ import numpy as np
 from curator.data.video import VideoFrame
 from curator.errors import InvalidInputError
 from curator.inference import OnnxModel
-from curator.inference.preprocess import normalize, resize
-from curator.quality import measure
+from curator.inference.preprocess import LUMA_WEIGHTS, normalize, resize
+from curator.quality import measure_luma
 from curator.selection import StreamSelector
 from curator.uncertainty import softmax
 from edge_selector.buffer import FrameBuffer
@@ -215,12 +215,12 @@ class Selector:
         pixels = np.empty((len(frames), height, width, 3), np.float32)
         for i, frame in enumerate(frames):  # one at a time: the float copies stay small
             pixels[i] = resize(frame.image[None], meta.input_size, meta.resize)[0]
-        small = np.clip(pixels + 0.5, 0, 255).astype(np.uint8)
+        greys = pixels @ LUMA_WEIGHTS
         passing: list[int] = []
         qualities: list[dict[str, float]] = []
         gated: list[str] = []
-        for i, frame_small in enumerate(small):
-            quality = measure(frame_small)
+        for i, grey in enumerate(greys):
+            quality = measure_luma(grey)
             reason = self.policy.gates.reason(quality)
             if reason is None:
                 passing.append(i)

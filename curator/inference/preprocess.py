@@ -127,18 +127,26 @@ def resize(
         return images.astype(np.float32)
     y0, y1, wy = _bilinear_axis(in_h, out_h)
     x0, x1, wx = _bilinear_axis(in_w, out_w)
-    # np.take and in-place arithmetic: the same values as fancy indexing, 4x faster
-    rows = np.take(images, y0, axis=1).astype(np.float32)
-    below = np.take(images, y1, axis=1).astype(np.float32)
-    below -= rows
-    below *= wy[None, :, None, None]
-    rows += below
-    left = np.take(rows, x0, axis=2)
-    right = np.take(rows, x1, axis=2)
+    # Columns first, gathering whole pixels (the channels viewed as one opaque item), on the
+    # input dtype; then rows on float32. 3-4x faster than fancy indexing at 640x272 -> 224.
+    n, _, _, c = images.shape
+    items = np.ascontiguousarray(images)
+    pixels = items.view(np.dtype((np.void, c * items.itemsize))).reshape(n, in_h, in_w)
+
+    def columns(index: npt.NDArray[np.intp]) -> Float32Array:
+        taken = np.take(pixels, index, axis=2).view(items.dtype).reshape(n, in_h, out_w, c)
+        return taken.astype(np.float32)
+
+    left, right = columns(x0), columns(x1)
     right -= left
     right *= wx[None, None, :, None]
     left += right
-    return left
+    top = np.take(left, y0, axis=1)
+    below = np.take(left, y1, axis=1)
+    below -= top
+    below *= wy[None, :, None, None]
+    top += below
+    return top
 
 
 def preprocess_frames(frames: Any, meta: ModelMetadata) -> Float32Array:

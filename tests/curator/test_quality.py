@@ -81,3 +81,8 @@ def test_tiny_frames_have_zero_blur() -> None:
 def test_malformed_frames_are_refused(frame: object, message: str) -> None:
     with pytest.raises(InvalidInputError, match=message):
         quality.measure(frame)
+
+
+def test_measure_luma_of_the_grey_frame_equals_measure() -> None:
+    frame = np.random.default_rng(5).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    assert quality.measure_luma(quality.luma(frame)) == quality.measure(frame)

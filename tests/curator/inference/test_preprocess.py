@@ -9,7 +9,13 @@ from hypothesis import strategies as st
 
 from curator.errors import InvalidInputError
 from curator.inference.contract import ModelMetadata
-from curator.inference.preprocess import LUMA_WEIGHTS, as_frames, preprocess_frames, resize
+from curator.inference.preprocess import (
+    LUMA_WEIGHTS,
+    as_frames,
+    normalize,
+    preprocess_frames,
+    resize,
+)
 
 sizes = st.integers(1, 40)
 
@@ -150,3 +156,20 @@ def test_as_frames_returns_views() -> None:
     batch = np.zeros((3, 4, 5, 1), np.uint8)
     frames = as_frames(batch)
     assert len(frames) == 3 and all(f.base is not None for f in frames)
+
+
+@pytest.mark.parametrize("channels", ["rgb", "gray"])
+def test_normalize_of_resized_pixels_equals_preprocess_frames(channels: str) -> None:
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 256, (4, 27, 41, 3), dtype=np.uint8)
+    meta = ModelMetadata(
+        model_version="m", class_names=("a", "b"), embedding_dim=4, input_size=(9, 13),
+        channels=channels, mean=(0.4,) * (3 if channels == "rgb" else 1),
+        std=(0.2,) * (3 if channels == "rgb" else 1),
+    )  # fmt: skip
+    pixels = np.stack([resize(f[None], meta.input_size)[0] for f in frames])
+    np.testing.assert_allclose(
+        normalize(pixels, meta), preprocess_frames(frames, meta), rtol=1e-6, atol=1e-6
+    )
+    with pytest.raises(InvalidInputError, match="pixels must be"):
+        normalize(pixels[:, :5], meta)
