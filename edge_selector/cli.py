@@ -35,6 +35,7 @@ _FLAGS: tuple[SettingFlag, ...] = tuple(
     for flag, text in (
         ("--source", "video file, image folder, camera index or rtsp:// / http:// URL"),
         ("--max-frames", "stop after this many frames (default: the whole source)"),
+        ("--fps", "replay a file or folder at this frame rate, like a live camera"),
         ("--model", "the ONNX model (docs/model-contract.md)"),
         ("--embedding-output", "a user model's graph output to use as the embedding"),
         ("--logits-output", "a user model's graph output to use as the logits"),

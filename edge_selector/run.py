@@ -2,15 +2,17 @@
 
 Threads, each with one job:
 
-- **decode** reads the source (:func:`curator.data.video.read_frames`) and hands batches of
-  ``batch_size`` frames to the capture loop through a small queue (decoding overlaps
-  inference);
-- **capture** (the calling thread) runs :meth:`edge_selector.selector.Selector.process` on each
-  batch: gates, one inference call, scores, decisions, buffer writes;
+- **decode** reads the source (:func:`curator.data.video.read_frames`) in batches of
+  ``batch_size`` frames;
+- **prepare** runs :meth:`edge_selector.selector.Selector.prepare` on each: resize, quality
+  gates, normalisation (numpy, which mostly releases the GIL, so this overlaps inference);
+- **capture** (the calling thread) runs :meth:`edge_selector.selector.Selector.decide`: one
+  inference call, scores, decisions, buffer writes;
 - **upload** (when ``--server`` is given) runs :meth:`edge_selector.sync.Uploader.run`: batches
   most valuable first, backoff, heartbeats;
 - **metrics** (``--metrics-port``) serves Prometheus text.
 
+Stages hand over through one-slot queues, and every wait gives up when the run stops.
 ``stop`` (set by SIGTERM/SIGINT in the CLI) ends capture after the batch in hand; the state is
 saved, the uploader finishes its request, and :func:`run` returns a :class:`RunSummary`. After a
 finite source ends, uploading goes on until the buffer is empty or ``drain_timeout_s`` passes.
@@ -22,7 +24,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -43,7 +45,7 @@ __all__ = ["RunSummary", "run", "software_version"]
 
 log = logging.getLogger(__name__)
 
-_QUEUE_BATCHES = 1  # one batch prepared ahead is enough to overlap; each is ~20 MB
+_QUEUE_BATCHES = 1  # one batch ahead per stage is enough to overlap; each is ~10-20 MB
 _END = object()
 
 
@@ -96,9 +98,15 @@ def _source(text: str) -> str | int:
     return int(text) if text.isdigit() else text
 
 
-def _batches(reader: FrameReader, size: int) -> Iterator[list[VideoFrame]]:
+def _batches(
+    reader: FrameReader, size: int, fps: float | None, stop: threading.Event
+) -> Iterator[list[VideoFrame]]:
+    """Batches of ``size`` frames; with ``fps``, frame ``n`` is not read before ``n / fps`` s."""
     batch: list[VideoFrame] = []
-    for frame in reader:
+    start = time.monotonic()
+    for n, frame in enumerate(reader):
+        if fps is not None:
+            stop.wait(max(0.0, start + n / fps - time.monotonic()))
         batch.append(frame)
         if len(batch) == size:
             yield batch
@@ -107,31 +115,44 @@ def _batches(reader: FrameReader, size: int) -> Iterator[list[VideoFrame]]:
         yield batch
 
 
-def _decode(
-    reader: FrameReader,
-    selector: Selector,
-    size: int,
-    out: queue.Queue[Any],
-    stop: threading.Event,
+def _offer(out: queue.Queue[Any], item: object, stop: threading.Event) -> bool:
+    """Put ``item`` into ``out``, giving up when ``stop`` is set; whether it went in."""
+    while not stop.is_set():
+        try:
+            out.put(item, timeout=0.2)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _stage(
+    items: Iterable[Any], work: Callable[[Any], Any], out: queue.Queue[Any], stop: threading.Event
 ) -> None:
-    """The decode thread: prepared batches into ``out``, then ``_END`` (or the exception)."""
+    """A feeding thread: ``work(item)`` of each item into ``out`` (None results skipped), then
+    ``_END``; an exception goes into ``out`` instead, for the capture loop to raise."""
     try:
-        for frames in _batches(reader, size):
-            batch = selector.prepare(frames)
-            if batch is None:
-                continue
-            while not stop.is_set():
-                try:
-                    out.put(batch, timeout=0.2)
-                    break
-                except queue.Full:
-                    continue
-            if stop.is_set():
-                break
-    except BaseException as exc:  # handed to the capture loop, which reports it
-        out.put(exc)
-    finally:
-        out.put(_END)
+        for item in items:
+            done = work(item)
+            if done is not None and not _offer(out, done, stop):
+                return
+    except BaseException as exc:
+        _offer(out, exc, stop)
+    _offer(out, _END, stop)
+
+
+def _drained(source: queue.Queue[Any], stop: threading.Event) -> Iterator[Any]:
+    """Items of ``source`` until ``_END``; an exception found there is passed on as an item."""
+    while not stop.is_set():
+        try:
+            item = source.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        if item is _END:
+            return
+        yield item
+        if isinstance(item, BaseException):
+            return
 
 
 def open_model(settings: EdgeSettings) -> OnnxModel:
@@ -202,16 +223,18 @@ def run(
             extra={"source": settings.source, "model_version": model.model_version,
                    "buffer": str(settings.buffer), "server": settings.server},
         )  # fmt: skip
-        batches: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_BATCHES)
-        decode_stop = threading.Event()
-        threads.append(_start(_decode, reader, selector, settings.batch_size, batches, decode_stop))
+        # decode -> prepare (resize, gates, normalise) -> this thread (inference, decisions)
+        decoded: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_BATCHES)
+        prepared: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_BATCHES)
+        feed_stop = threading.Event()
+        frames = _batches(reader, settings.batch_size, settings.fps, feed_stop)
+        threads.append(_start(_stage, frames, lambda b: b, decoded, feed_stop))
+        prepare, upstream = _prepare(selector), _drained(decoded, feed_stop)
+        threads.append(_start(_stage, upstream, prepare, prepared, feed_stop, name="prepare"))
         started = None if live else datetime.now(UTC)
         bar = _progress_bar(progress, reader.length)
         try:
-            while not stop.is_set():
-                item = batches.get()
-                if item is _END:
-                    break
+            for item in _drained(prepared, stop):
                 if isinstance(item, BaseException):
                     raise item
                 selector.decide(item, started)
@@ -220,7 +243,7 @@ def run(
                 if on_batch is not None:
                     on_batch(selector)
         finally:
-            decode_stop.set()
+            feed_stop.set()
             selector.save()
             if bar is not None:
                 bar.close()
@@ -246,6 +269,17 @@ def run(
             uploader.close()
         reader.close()
         buffer.close()
+
+
+def _prepare(selector: Selector) -> Callable[[Any], Any]:
+    """The prepare stage's work: an exception from upstream passes through to the loop."""
+
+    def work(item: Any) -> Any:
+        if isinstance(item, BaseException):
+            raise item
+        return selector.prepare(item)
+
+    return work
 
 
 def _start(target: Callable[..., None], *args: Any, name: str = "decode") -> threading.Thread:

@@ -39,6 +39,12 @@ class EdgeSettings(BaseSettings):
         description="Video file, image folder, camera index (0, 1, ...) or rtsp:// / http:// URL.",
     )
     loop: bool = Field(default=False, description="Start a file or folder over at its end.")
+    fps: float | None = Field(
+        default=None,
+        gt=0,
+        description="Read a file or folder at this many frames per second, as a live camera "
+        "would deliver it (default: as fast as it decodes).",
+    )
     max_frames: int | None = Field(
         default=None, ge=0, description="Stop after this many frames (default: the whole source)."
     )

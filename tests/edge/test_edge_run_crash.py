@@ -31,8 +31,6 @@ KILLS = 20
 pytestmark = pytest.mark.integration
 
 
-
-
 def _buffered(path: Path) -> dict[int, str]:
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -31,8 +31,6 @@ DEVICE = "cam-07"
 TOGGLES = 10
 
 
-
-
 def _answered(server: ServeProcess) -> float:
     try:
         text = httpx.get(f"{server.base}/metrics", timeout=5).text
@@ -58,7 +56,8 @@ def test_offline_capture_then_link_toggling_ends_with_every_frame_once(tmp_path:
     log = tmp_path / "selector.log"
     command = [
         sys.executable, "-m", "edge_selector", "run", "--source", str(bikes_path()), "--loop",
-        "--max-frames", "2500", "--model", str(model), "--buffer", str(tmp_path / "edge.db"),
+        "--max-frames", "3000", "--fps", "100",  # 30 s of capture, as a live camera would give
+        "--model", str(model), "--buffer", str(tmp_path / "edge.db"),
         "--server", server.base, "--device-id", DEVICE, "--keep-ratio", "0.3",
         "--duplicate-similarity", "1.5", "--upload-batch-frames", "16",
         "--heartbeat-interval-s", "1", "--drain-timeout-s", "120",
