@@ -40,7 +40,7 @@ _FLAGS: tuple[SettingFlag, ...] = tuple(
         ("--embedding-output", "a user model's graph output to use as the embedding"),
         ("--logits-output", "a user model's graph output to use as the logits"),
         ("--input-name", "a user model's graph input, if not 'images'"),
-        ("--threads", "onnxruntime intra-op threads (default: its own choice)"),
+        ("--threads", "onnxruntime intra-op threads (default: CPUs - 1; 0: its own choice)"),
         ("--batch-size", "frames per inference call (default 16)"),
         ("--buffer", "the SQLite buffer file (default edge-buffer.db)"),
         ("--max-buffer-mb", "cap on the buffer's files in MiB (default 512)"),

@@ -162,7 +162,7 @@ def open_model(settings: EdgeSettings) -> OnnxModel:
         settings.model,
         output_names=settings.output_names(),
         input_name=settings.input_name,
-        intra_op_threads=settings.threads,
+        intra_op_threads=settings.inference_threads(),
     )
 
 

@@ -8,6 +8,7 @@ logs and ``repr`` show ``**********``. The table of settings is in docs/edge-sel
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -56,7 +57,12 @@ class EdgeSettings(BaseSettings):
         default=None, description="Graph output to use as the logits (a user's own model)."
     )
     input_name: str | None = Field(default=None, description="Graph input, if not 'images'.")
-    threads: int | None = Field(default=None, ge=0, description="onnxruntime intra-op threads.")
+    threads: int | None = Field(
+        default=None,
+        ge=0,
+        description="onnxruntime intra-op threads (default: one fewer than the CPUs, at least "
+        "one, so decoding and preparing frames keep a core; 0: onnxruntime's own choice).",
+    )
     batch_size: int = Field(default=16, ge=1, le=256, description="Frames per inference call.")
     buffer: Path = Field(default=Path("edge-buffer.db"), description="The SQLite buffer file.")
     max_buffer_mb: float = Field(
@@ -107,6 +113,12 @@ class EdgeSettings(BaseSettings):
         if self.server is not None and (self.token is None or self.device_id is None):
             raise ValueError("--server needs --token and --device-id")
         return self
+
+    def inference_threads(self) -> int | None:
+        """The intra-op threads to give onnxruntime (None: its own choice)."""
+        if self.threads is None:
+            return max(1, (os.cpu_count() or 1) - 1)
+        return self.threads or None
 
     @property
     def max_buffer_bytes(self) -> int:
