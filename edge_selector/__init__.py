@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from edge_selector.buffer_frames import BufferedFrame, KeptFrame
     from edge_selector.buffer_outcomes import AddOutcome, BufferStats, FrameTooLargeError
     from edge_selector.encode import EncodedImage, encode_image
+    from edge_selector.models import ModelUpdater, UpdateOutcome
     from edge_selector.novelty import RecentEmbeddings
     from edge_selector.scoring import FrameScores, QualityGates, ValueModel
     from edge_selector.selector import DROP_REASONS, PreparedBatch, SelectionPolicy, Selector
@@ -73,6 +74,7 @@ __all__ = [
     "FrameScores",
     "FrameTooLargeError",
     "KeptFrame",
+    "ModelUpdater",
     "PreparedBatch",
     "QualityGates",
     "RecentEmbeddings",
@@ -82,6 +84,7 @@ __all__ = [
     "SyncCounters",
     "SyncOutcome",
     "Telemetry",
+    "UpdateOutcome",
     "Uploader",
     "ValueModel",
     "encode_image",
@@ -89,6 +92,8 @@ __all__ = [
 ]
 
 _HOMES = {
+    "ModelUpdater": "edge_selector.models",
+    "UpdateOutcome": "edge_selector.models",
     "AddOutcome": "edge_selector.buffer_outcomes",
     "Backoff": "edge_selector.backoff",
     "BandwidthCap": "edge_selector.backoff",

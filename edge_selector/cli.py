@@ -61,6 +61,8 @@ _FLAGS: tuple[SettingFlag, ...] = tuple(
         ("--upload-batch-frames", "most frames per upload (default 32)"),
         ("--bandwidth-kbps", "upload cap in kilobytes per second (default none)"),
         ("--heartbeat-interval-s", "seconds between heartbeats (default 60)"),
+        ("--model-dir", "where downloaded models are kept (default <buffer>.models/)"),
+        ("--model-poll-s", "seconds between checks for a new model (default 300)"),
         ("--drain-timeout-s", "after a finite source, seconds to keep uploading (60)"),
         ("--metrics-port", "serve Prometheus metrics on this port (default off)"),
         ("--metrics-host", "address of the metrics port (default 127.0.0.1)"),

@@ -10,7 +10,13 @@ Threads, each with one job:
   inference call, scores, decisions, buffer writes;
 - **upload** (when ``--server`` is given) runs :meth:`edge_selector.sync.Uploader.run`: batches
   most valuable first, backoff, heartbeats;
+- **model-updates** (when ``--server`` is given) runs :meth:`edge_selector.models.ModelUpdater.run`
+  every ``model_poll_s``: download, verify, install; the capture thread swaps the new model in
+  between two batches (:meth:`edge_selector.selector.Selector.swap_model`);
 - **metrics** (``--metrics-port``) serves Prometheus text.
+
+At start-up an updated model recorded in ``model_dir`` replaces ``--model``
+(:func:`edge_selector.model_store.installed_model`).
 
 Stages hand over through one-slot queues, and every wait gives up when the run stops.
 ``stop`` (set by SIGTERM/SIGINT in the CLI) ends capture after the batch in hand; the state is
@@ -28,6 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any, TextIO
 
 from curator.data.video import FrameReader, VideoFrame, read_frames
@@ -35,6 +42,8 @@ from curator.errors import CuratorError
 from curator.inference import OnnxModel
 from curator.wire import DeviceHeartbeat
 from edge_selector.buffer import FrameBuffer
+from edge_selector.model_store import ModelLoader, installed_model
+from edge_selector.models import ModelUpdater
 from edge_selector.selector import Selector
 from edge_selector.settings import EdgeSettings
 from edge_selector.sync import Uploader
@@ -158,12 +167,21 @@ def _drained(source: queue.Queue[Any], stop: threading.Event) -> Iterator[Any]:
 def open_model(settings: EdgeSettings) -> OnnxModel:
     """The model the settings name (contract-checked)."""
     assert settings.model is not None
-    return OnnxModel(
-        settings.model,
-        output_names=settings.output_names(),
-        input_name=settings.input_name,
-        intra_op_threads=settings.inference_threads(),
-    )
+    return model_loader(settings)(settings.model)
+
+
+def model_loader(settings: EdgeSettings) -> ModelLoader:
+    """Opens a model file with the settings' output mapping and threads (updates too)."""
+
+    def load(path: Path) -> OnnxModel:
+        return OnnxModel(
+            path,
+            output_names=settings.output_names(),
+            input_name=settings.input_name,
+            intra_op_threads=settings.inference_threads(),
+        )
+
+    return load
 
 
 def run(
@@ -190,7 +208,8 @@ def run(
     if settings.source is None or settings.model is None:
         raise CuratorError("run needs --source and --model")
     began = time.monotonic()
-    model = open_model(settings)
+    given = open_model(settings)
+    model = installed_model(given, settings.models_folder, model_loader(settings))
     reader = read_frames(
         _source(settings.source), loop=settings.loop, max_frames=settings.max_frames
     )
@@ -201,11 +220,13 @@ def run(
     threads: list[threading.Thread] = []
     metrics_server: Any = None
     uploader: Uploader | None = None
+    updater: ModelUpdater | None = None
     try:
         selector = Selector(
             model, buffer, settings.policy(), source=settings.source, resumable=not live
         )
         uploader = _uploader(settings, buffer, heartbeat=lambda: telemetry.heartbeat())
+        updater = _updater(settings, model, given.sha256)
         telemetry = Telemetry(
             selector,
             buffer,
@@ -213,9 +234,13 @@ def run(
             skipped=lambda: reader.skipped,
             device_id=settings.device_id or "local",
             software_version=software_version(),
+            updater=updater,
         )
         if uploader is not None:
             threads.append(_start(_upload, uploader, upload_stop, failure, stop, name="upload"))
+        if updater is not None:
+            poll_s = settings.model_poll_s
+            threads.append(_start(updater.run, upload_stop, poll_s, name="model-updates"))
         if settings.metrics_port is not None:
             metrics_server = _serve_metrics(telemetry, settings)
         log.info(
@@ -238,6 +263,9 @@ def run(
                 if isinstance(item, BaseException):
                     raise item
                 selector.decide(item, started)
+                fresh = None if updater is None else updater.take()
+                if fresh is not None:  # between batches; decide() re-prepares older batches
+                    selector.swap_model(fresh)
                 if bar is not None:
                     bar.update(len(item.frames))
                 if on_batch is not None:
@@ -267,6 +295,8 @@ def run(
             t.join(timeout=60)
         if uploader is not None:
             uploader.close()
+        if updater is not None:
+            updater.close()
         reader.close()
         buffer.close()
 
@@ -304,6 +334,20 @@ def _uploader(
         bandwidth_bytes_per_s=None if kbps is None else kbps * 1000.0,
         heartbeat=heartbeat,
         heartbeat_interval_s=settings.heartbeat_interval_s,
+    )
+
+
+def _updater(settings: EdgeSettings, model: OnnxModel, given_sha256: str) -> ModelUpdater | None:
+    if settings.server is None:
+        return None
+    assert settings.token is not None
+    return ModelUpdater(
+        model,
+        server=settings.server,
+        token=settings.token.get_secret_value(),
+        model_dir=settings.models_folder,
+        load=model_loader(settings),
+        given_sha256=given_sha256,
     )
 
 

@@ -17,6 +17,12 @@ For each batch (see docs/edge-selector.md):
 Every frame ends in exactly one of ``kept`` or ``dropped.<reason>`` (:data:`DROP_REASONS`).
 The budget's state and the position in a file source are saved in the buffer file every
 ``save_every_s`` seconds and at :meth:`Selector.save`, so a restart carries on where it was.
+
+:meth:`Selector.swap_model` replaces the model between two batches (edge model updates,
+:mod:`edge_selector.models`). :meth:`Selector.prepare` runs in another thread, so a batch may
+have been prepared for the old model; it records the model it was prepared for
+(``PreparedBatch.model_sha256``) and :meth:`Selector.decide` prepares such a batch again for
+the current one, so no frame is lost or run through the wrong input size.
 """
 
 from __future__ import annotations
@@ -75,6 +81,8 @@ class PreparedBatch:
         passing: indices into ``frames`` of those frames.
         qualities: their quality measures, in the same order.
         gated: the reasons of the frames the gates dropped.
+        model_sha256: the model the input was made for (its size and normalisation); empty
+            when unknown, which :meth:`Selector.decide` trusts.
     """
 
     frames: list[VideoFrame]
@@ -82,6 +90,7 @@ class PreparedBatch:
     passing: list[int]
     qualities: list[dict[str, float]]
     gated: list[str]
+    model_sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -149,15 +158,37 @@ class Selector:
         self._save_every_s = save_every_s
         self.counts: Counter[str] = Counter()
         self.started_at = self._wallclock()
-        self.recent = RecentEmbeddings(self.policy.novelty_capacity)
-        self.recent.use(model.model_version)
-        seed = buffer.recent_embeddings(model.model_version, self.policy.novelty_capacity)
-        if seed.size and seed.shape[1] == model.embedding_dim:
-            self.recent.add(seed)
+        self.recent = self._recent_for(model)
         self.resume_after = -1
         self.stream = self._restore()
         self._last_save = clock()
         self._position = self.resume_after
+
+    def _recent_for(self, model: OnnxModel) -> RecentEmbeddings:
+        """A novelty set for ``model``, seeded from the buffered frames of its version."""
+        recent = RecentEmbeddings(self.policy.novelty_capacity)
+        recent.use(model.model_version)
+        seed = self.buffer.recent_embeddings(model.model_version, self.policy.novelty_capacity)
+        if seed.size and seed.shape[1] == model.embedding_dim:
+            recent.add(seed)
+        return recent
+
+    def swap_model(self, model: OnnxModel) -> None:
+        """Use ``model`` from the next :meth:`decide` on (call it between batches).
+
+        Novelty restarts in the new embedding space: a new recent set of ``model``'s version,
+        seeded from buffered frames of that version. The streaming budget and the source
+        position carry on. Batches prepared for the old model are prepared again by
+        :meth:`decide`.
+        """
+        old = self.model.model_version
+        self.model = model
+        self.recent = self._recent_for(model)
+        log.info(
+            "model swapped",
+            extra={"old_version": old, "model_version": model.model_version,
+                   "embedding_dim": model.embedding_dim, "seeded": len(self.recent)},
+        )  # fmt: skip
 
     def _new_stream(self) -> StreamSelector:
         p = self.policy
@@ -208,9 +239,11 @@ class Selector:
         None when none is left.
         """
         frames = [f for f in frames if f.index > self.resume_after]
-        if not frames:
-            return None
-        meta = self.model.metadata
+        return self._prepared(frames) if frames else None
+
+    def _prepared(self, frames: list[VideoFrame]) -> PreparedBatch:
+        model = self.model  # one read: swap_model may run in the capture thread meanwhile
+        meta = model.metadata
         height, width = meta.input_size
         pixels = np.empty((len(frames), height, width, 3), np.float32)
         for i, frame in enumerate(frames):  # one at a time: the float copies stay small
@@ -228,7 +261,7 @@ class Selector:
             else:
                 gated.append(reason)
         inputs = normalize(pixels[passing], meta) if passing else None
-        return PreparedBatch(frames, inputs, passing, qualities, gated)
+        return PreparedBatch(frames, inputs, passing, qualities, gated, model.sha256)
 
     def process(self, frames: Sequence[VideoFrame], started: datetime | None = None) -> None:
         """:meth:`prepare` then :meth:`decide`, in this thread."""
@@ -244,6 +277,8 @@ class Selector:
             started: the aware time of the source's first frame, so a file's frames get
                 ``started + timestamp`` as ``captured_at``; None stamps the wall clock.
         """
+        if batch.model_sha256 and batch.model_sha256 != self.model.sha256:
+            batch = self._prepared(batch.frames)  # made for a model swapped out since
         for reason in batch.gated:
             self.counts[f"dropped.{reason}"] += 1
         self.counts["frames.seen"] += len(batch.frames)

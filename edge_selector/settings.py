@@ -93,6 +93,14 @@ class EdgeSettings(BaseSettings):
         default=None, gt=0, description="Upload bandwidth cap in kilobytes per second."
     )
     heartbeat_interval_s: float = Field(default=60.0, gt=0, description="Seconds per heartbeat.")
+    model_dir: Path | None = Field(
+        default=None,
+        description="Where downloaded models are kept (default: next to the buffer, "
+        "<buffer>.models/).",
+    )
+    model_poll_s: float = Field(
+        default=300.0, gt=0, description="Seconds between checks for a new model (with --server)."
+    )
     drain_timeout_s: float = Field(
         default=60.0,
         ge=0,
@@ -119,6 +127,13 @@ class EdgeSettings(BaseSettings):
         if self.threads is None:
             return max(1, (os.cpu_count() or 1) - 1)
         return self.threads or None
+
+    @property
+    def models_folder(self) -> Path:
+        """``model_dir``, or ``<buffer>.models`` next to the buffer file."""
+        if self.model_dir is not None:
+            return self.model_dir
+        return self.buffer.with_name(self.buffer.name + ".models")
 
     @property
     def max_buffer_bytes(self) -> int:

@@ -9,12 +9,15 @@ answers, the buffer's stats) whenever asked; nothing is counted twice. Names fol
   frames the decoder skipped);
 - ``sync.*`` from :class:`edge_selector.sync_outcomes.SyncCounters` (``sync.uploaded``,
   ``sync.rejected.<code>``, ``sync.transport_errors``, ...);
+- ``model.updates``, ``model.update_errors``, ``model.check_errors`` from
+  :class:`edge_selector.models.ModelUpdater` (with ``--server``);
 - ``buffer.frames``, ``buffer.bytes`` (gauges, in the heartbeat's own fields too).
 
 Prometheus (``--metrics-port``): ``curator_edge_frames_seen_total``,
 ``curator_edge_frames_kept_total``, ``curator_edge_frames_dropped_total{reason}``,
 ``curator_edge_frames_evicted_total``, ``curator_edge_frames_uploaded_total``,
 ``curator_edge_upload_rejected_total{reason}``, ``curator_edge_sync_events_total{event}``,
+``curator_edge_model_updates_total``, ``curator_edge_model_update_errors_total``,
 ``curator_edge_buffer_frames``, ``curator_edge_buffer_bytes``, ``curator_edge_buffer_max_bytes``.
 """
 
@@ -29,6 +32,7 @@ from curator.wire import DeviceHeartbeat
 
 if TYPE_CHECKING:
     from edge_selector.buffer import FrameBuffer
+    from edge_selector.models import ModelUpdater
     from edge_selector.selector import Selector
     from edge_selector.sync import Uploader
 
@@ -71,6 +75,7 @@ class Telemetry:
         device_id: for the heartbeat.
         software_version: for the heartbeat.
         wallclock: aware UTC now.
+        updater: the model updater, or None when offline.
     """
 
     def __init__(
@@ -83,11 +88,13 @@ class Telemetry:
         device_id: str = "local",
         software_version: str = "0",
         wallclock: Callable[[], datetime] | None = None,
+        updater: ModelUpdater | None = None,
     ) -> None:
         self.selector, self.buffer, self.uploader = selector, buffer, uploader
         self._skipped = skipped
         self.device_id, self.software_version = device_id, software_version
         self._wallclock = wallclock or (lambda: datetime.now(UTC))
+        self.updater = updater
 
     def counters(self) -> dict[str, int]:
         """Every counter since the process started, by name."""
@@ -96,6 +103,8 @@ class Telemetry:
         out["source.skipped"] = int(self._skipped())
         if self.uploader is not None:
             out.update(self.uploader.counters.flat())
+        if self.updater is not None:
+            out.update(self.updater.counts)
         return dict(sorted(out.items()))
 
     def heartbeat(self) -> DeviceHeartbeat:
@@ -125,6 +134,8 @@ class Telemetry:
             ("frames_evicted", "evicted", "Buffered frames evicted for more valuable ones."),
             ("frames_uploaded", "sync.uploaded", "Frames the server answered for (acked)."),
             ("source_skipped", "source.skipped", "Corrupt frames the decoder skipped."),
+            ("model_updates", "model.updates", "New models swapped in."),
+            ("model_update_errors", "model.update_errors", "Offered models refused."),
         )
         for name, key, doc in simple:
             yield CounterMetricFamily(f"curator_edge_{name}", doc, value=counts.get(key, 0))

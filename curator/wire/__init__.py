@@ -9,6 +9,7 @@
 - :mod:`curator.wire.checks`: :func:`frame_problems`, the per-frame content checks the server
   answers frame by frame.
 - :mod:`curator.wire.results`: :class:`FrameResult` and :class:`BatchResult`, the JSON answer.
+- :mod:`curator.wire.models`: :class:`ModelInfo`, a model version devices may download.
 - :mod:`curator.wire.heartbeat`: :class:`DeviceHeartbeat`, a device's periodic counters, and
   :class:`HeartbeatAck`.
 
@@ -31,6 +32,7 @@ from curator.wire.framing import (
     encode_batch,
 )
 from curator.wire.heartbeat import COUNTER_PATTERN, DeviceHeartbeat, HeartbeatAck
+from curator.wire.models import ModelInfo
 from curator.wire.records import SCHEMA_VERSION, FrameMeta, FrameRecord, ImageFormat
 from curator.wire.results import BatchResult, FrameResult, FrameStatus
 
@@ -55,6 +57,7 @@ __all__ = [
     "FrameStatus",
     "HeartbeatAck",
     "ImageFormat",
+    "ModelInfo",
     "batch_header_schema",
     "decode_batch",
     "encode_batch",

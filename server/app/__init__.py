@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request, Response
 
-from server.app import health, heartbeats, ingest, whoami
+from server.app import health, heartbeats, ingest, labeling, models, whoami
 from server.app.errors import install_error_handlers
 from server.app.services import ServerServices
 from server.datadir import DataDirLock
@@ -101,6 +101,8 @@ def create_app(
     app.include_router(whoami.router)
     app.include_router(ingest.router)
     app.include_router(heartbeats.router)
+    app.include_router(labeling.router)
+    app.include_router(models.router)
     for router in extra_routers:
         app.include_router(router)
     return app

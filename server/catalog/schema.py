@@ -14,6 +14,11 @@
   is stored once; ``received_at`` is the server's time of the first arrival. ``latest_heartbeats``
   points at each device's newest ``sent_at``, so listing the fleet reads one row per device, not
   the whole history.
+- ``label_leases``, ``labels``, ``model_class_names`` (``catalog.0003_labeling``, see
+  docs/labeling.md): a lease per frame handed to a labeler (at most one open lease per frame,
+  enforced by a partial unique index; an open lease past ``expires_at`` is swept to ``expired``
+  before each lease), every label ever given (a correction is a new row whose ``supersedes`` is
+  the label it corrects: nothing is overwritten), and the class names of a model version.
 """
 
 from __future__ import annotations
@@ -108,8 +113,63 @@ CREATE TABLE latest_heartbeats (
 ) STRICT;
 """
 
+_LABELING = """
+CREATE TABLE label_leases (
+    lease_id TEXT PRIMARY KEY,
+    frame_id TEXT NOT NULL REFERENCES frames (frame_id),
+    holder TEXT NOT NULL,
+    leased_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    released_at TEXT,
+    release_reason TEXT CHECK (release_reason IN ('released', 'labeled', 'expired')),
+    strategy TEXT NOT NULL,
+    model_version TEXT,
+    CHECK ((released_at IS NULL) = (release_reason IS NULL))
+) STRICT;
+
+CREATE UNIQUE INDEX label_leases_open ON label_leases (frame_id) WHERE released_at IS NULL;
+
+CREATE TABLE labels (
+    label_id TEXT PRIMARY KEY,
+    frame_id TEXT NOT NULL REFERENCES frames (frame_id),
+    class_name TEXT NOT NULL CHECK (length(class_name) >= 1),
+    model_version TEXT,
+    labeler TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    supersedes TEXT UNIQUE REFERENCES labels (label_id),
+    lease_id TEXT REFERENCES label_leases (lease_id)
+) STRICT;
+
+CREATE INDEX labels_frame ON labels (frame_id);
+
+CREATE TABLE model_class_names (
+    model_version TEXT PRIMARY KEY,
+    class_names TEXT NOT NULL CHECK (json_valid(class_names)),
+    recorded_at TEXT NOT NULL
+) STRICT;
+"""
+
+_MODEL_REGISTRY = """
+CREATE TABLE model_versions (
+    model_version TEXT PRIMARY KEY,
+    sha256 TEXT NOT NULL UNIQUE CHECK (length(sha256) = 64),
+    size_bytes INTEGER NOT NULL CHECK (size_bytes >= 1),
+    blob_key TEXT NOT NULL CHECK (blob_key NOT LIKE '/%' AND blob_key NOT LIKE '%..%'),
+    parent_version TEXT,
+    snapshot_key TEXT UNIQUE,
+    metrics TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(metrics)),
+    created_at TEXT NOT NULL,
+    promoted INTEGER NOT NULL DEFAULT 0 CHECK (promoted IN (0, 1)),
+    promotion_seq INTEGER UNIQUE,
+    gate_reason TEXT,
+    CHECK ((promoted = 1) = (promotion_seq IS NOT NULL))
+) STRICT;
+"""
+
 CATALOG_MIGRATIONS: tuple[Migration, ...] = (
     Migration("catalog.0001_create", _CREATE),
     Migration("catalog.0002_device_heartbeats", _DEVICE_HEARTBEATS),
+    Migration("catalog.0003_labeling", _LABELING),
+    Migration("catalog.0004_model_registry", _MODEL_REGISTRY),
 )
 """The catalog's migrations, in order; append new ones, never edit an applied one."""

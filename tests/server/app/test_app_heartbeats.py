@@ -38,8 +38,6 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-
-
 def stored(client: Any) -> int:
     return HeartbeatStore(client.app.state.services.catalog).count()
 

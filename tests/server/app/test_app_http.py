@@ -38,8 +38,6 @@ SERVER_ERRORS = [
 ]
 
 
-
-
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 

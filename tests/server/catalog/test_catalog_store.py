@@ -14,6 +14,7 @@ import pytest
 
 from curator.errors import InvalidInputError
 from server.catalog import Catalog
+from server.catalog.schema import CATALOG_MIGRATIONS
 from server.db import SQLiteFile, applied_migrations
 
 
@@ -283,7 +284,4 @@ def test_reopening_a_catalog_keeps_its_rows(tmp_path: Path, frames: Any) -> None
         (answer,) = first.record([frames.row(1)])
     with Catalog(tmp_path / "catalog.db") as again:
         assert again.get(answer.frame_id) == answer
-        assert list(applied_migrations(again.db)) == [
-            "catalog.0001_create",
-            "catalog.0002_device_heartbeats",
-        ]
+        assert list(applied_migrations(again.db)) == [m.name for m in CATALOG_MIGRATIONS]
