@@ -6,7 +6,7 @@
 
 PYTHON ?= python3
 UV := $(PYTHON) -m uv
-APT_PACKAGES := dataset-fashion-mnist
+APT_PACKAGES := dataset-fashion-mnist redis-server chromium
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
