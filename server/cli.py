@@ -12,6 +12,8 @@ Commands::
     curator-server token create --role device --device-id cam-01 [--label TEXT]
     curator-server token revoke TOKEN_ID_OR_TOKEN
     curator-server token list
+    curator-server worker [--data-dir D] [--redis-url URL] [--job-lease-s S]
+        (runs fine-tuning jobs; several may run at once; SIGTERM stops after the current job)
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ _SETTING_FLAGS: tuple[SettingFlag, ...] = tuple(
             "where decisions are logged: sqlite (default) or snowflake",
         ),
         ("--blob-url", ("blob_url",), "fsspec URL or folder for images (default <data-dir>/blobs)"),
+        ("--redis-url", ("jobs_redis_url",), "Redis URL of the job queue (default: SQLite)"),
+        ("--job-lease-s", ("job_lease_s",), "seconds of a worker's lease on a job (default 60)"),
         ("--log-level", ("log_level",), "DEBUG, INFO (default), WARNING or ERROR"),
         ("--log-format", ("log_format",), "json (default) or text"),
         ("--snowflake-account", ("snowflake", "account"), "Snowflake account identifier"),
@@ -82,6 +86,9 @@ _SETTING_FLAGS: tuple[SettingFlag, ...] = tuple(
     )
 )
 _STORE_FLAGS = ("--data-dir",)
+_WORKER_FLAGS = (
+    "--data-dir", "--redis-url", "--job-lease-s", "--blob-url", "--log-level", "--log-format",
+)  # fmt: skip
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser, only: Sequence[str] | None) -> None:
@@ -144,6 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_setting_flags(listing, _STORE_FLAGS)
     listing.set_defaults(run=_token_list)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run fine-tuning jobs",
+        description="Run jobs from the job queue (SQLite in the data folder, or Redis) in this "
+        "process, and re-dispatch jobs whose worker died. SIGTERM stops it after the current "
+        "job; a second SIGTERM stops it at once (the job is re-run elsewhere). See docs/jobs.md.",
+    )
+    _add_setting_flags(worker, _WORKER_FLAGS)
+    worker.set_defaults(run=_worker)
     return parser
 
 
@@ -172,6 +189,23 @@ def _serve(settings: ServerSettings, args: argparse.Namespace) -> int:
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(0)
+
+
+def _worker(settings: ServerSettings, args: argparse.Namespace) -> int:
+    from server.jobs.worker import open_worker
+    from server.logging import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
+    with open_worker(settings) as worker:
+
+        def stop(signum: int, frame: object) -> None:
+            if worker.stop_event.is_set():
+                raise SystemExit(0)
+            worker.stop()
+
+        signal.signal(signal.SIGTERM, stop)
+        worker.run()
+    return 0
 
 
 def _tokens(settings: ServerSettings) -> TokenStore:

@@ -146,6 +146,24 @@ class ServerSettings(BaseSettings):
     log_format: Literal["json", "text"] = Field(
         default="json", description="JSON lines or plain text."
     )
+    jobs_redis_url: str | None = Field(
+        default=None,
+        description="Redis URL of the job queue (redis://host:port/db); default: a SQLite "
+        "queue file in the data folder.",
+    )
+    job_lease_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds a worker's lease on a job lasts between heartbeats.",
+    )
+    train_every_labels: int = Field(
+        default=100, ge=1, description="Start a fine-tuning job after this many new labels."
+    )
+    job_runner: str | None = Field(
+        default=None,
+        description="module:function that runs fine_tune jobs instead of the default "
+        "(curator.training); tests point it at a stand-in.",
+    )
 
     @property
     def catalog_path(self) -> Path:

@@ -19,6 +19,8 @@
   enforced by a partial unique index; an open lease past ``expires_at`` is swept to ``expired``
   before each lease), every label ever given (a correction is a new row whose ``supersedes`` is
   the label it corrects: nothing is overwritten), and the class names of a model version.
+- ``jobs`` (``catalog.0005_jobs``, see docs/jobs.md): durable fine-tuning jobs, one per dataset
+  snapshot (``snapshot_key`` UNIQUE), with status, attempts, lease and heartbeat.
 """
 
 from __future__ import annotations
@@ -166,10 +168,37 @@ CREATE TABLE model_versions (
 ) STRICT;
 """
 
+_JOBS = """
+CREATE TABLE jobs (
+    job_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (length(kind) >= 1),
+    snapshot_key TEXT NOT NULL UNIQUE,
+    label_watermark INTEGER NOT NULL CHECK (label_watermark >= 0),
+    label_count INTEGER NOT NULL CHECK (label_count >= 0),
+    params TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(params)),
+    requested_by TEXT,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    max_attempts INTEGER NOT NULL CHECK (max_attempts >= 1),
+    lease_owner TEXT,
+    lease_expires_at TEXT,
+    heartbeat_at TEXT,
+    created_at TEXT NOT NULL,
+    dispatched_at TEXT,
+    started_at TEXT,
+    finished_at TEXT,
+    result TEXT CHECK (result IS NULL OR json_valid(result)),
+    CHECK ((status = 'running') = (lease_owner IS NOT NULL AND lease_expires_at IS NOT NULL))
+) STRICT;
+
+CREATE INDEX jobs_status_lease ON jobs (status, lease_expires_at);
+"""
+
 CATALOG_MIGRATIONS: tuple[Migration, ...] = (
     Migration("catalog.0001_create", _CREATE),
     Migration("catalog.0002_device_heartbeats", _DEVICE_HEARTBEATS),
     Migration("catalog.0003_labeling", _LABELING),
     Migration("catalog.0004_model_registry", _MODEL_REGISTRY),
+    Migration("catalog.0005_jobs", _JOBS),
 )
 """The catalog's migrations, in order; append new ones, never edit an applied one."""
