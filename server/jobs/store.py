@@ -26,18 +26,22 @@ import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from curator.errors import InvalidInputError
 from server.catalog.answers import iso
 from server.db import SQLiteFile, atomic
 from server.errors import NotFound
 
+if TYPE_CHECKING:
+    from server.warehouse.outbox import Outbox
+
 __all__ = ["DEFAULT_MAX_ATTEMPTS", "JOB_KINDS", "Job", "JobStatus", "JobStore"]
 
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 JOB_KINDS = ("fine_tune",)
 DEFAULT_MAX_ATTEMPTS = 3
+TRAINING_RUNS_TABLE = "training_runs"
 _COLUMNS = (
     "job_id, kind, snapshot_key, label_watermark, label_count, params, requested_by, status,"
     " attempts, max_attempts, lease_owner, lease_expires_at, heartbeat_at, created_at,"
@@ -101,6 +105,22 @@ def _job(row: tuple[Any, ...]) -> Job:
         datetime.fromisoformat(created), _time(dispatched), _time(started), _time(finished),
         None if result is None else json.loads(result),
     )  # fmt: skip
+
+
+def _training_run(job: Job) -> dict[str, Any]:
+    """The warehouse row ``training_runs`` (:data:`server.warehouse.tables.TRAINING_RUNS`) of a
+    finished job."""
+    result = job.result or {}
+    metrics = result.get("metrics")
+    return {
+        "run_id": job.job_id,
+        "snapshot_key": job.snapshot_key,
+        "status": job.status,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "metrics": dict(metrics) if isinstance(metrics, Mapping) else {},
+        "model_version": result.get("model_version"),
+    }
 
 
 def _check_lease(lease_s: float) -> timedelta:
@@ -279,19 +299,31 @@ class JobStore:
         result: Mapping[str, Any],
         succeeded: bool,
         now: datetime | None = None,
+        outbox: Outbox | None = None,
     ) -> bool:
         """Record the outcome of ``owner``'s run: ``succeeded`` or ``failed`` with ``result``.
+
+        With ``outbox`` (on the catalog's file), the run's warehouse row ``training_runs`` is
+        enqueued in the same transaction.
 
         Returns:
             False when ``owner`` no longer holds the job (nothing written).
         """
         status = "succeeded" if succeeded else "failed"
-        cursor = self.db.connection.execute(
-            "UPDATE jobs SET status = ?, result = ?, finished_at = ?, lease_owner = NULL,"
-            " lease_expires_at = NULL WHERE job_id = ? AND status = 'running' AND lease_owner = ?",
-            (status, json.dumps(dict(result), sort_keys=True), self._now(now), job_id, owner),
-        )
-        return cursor.rowcount == 1
+        with atomic(self.db.connection) as c:
+            cursor = c.execute(
+                "UPDATE jobs SET status = ?, result = ?, finished_at = ?, lease_owner = NULL,"
+                " lease_expires_at = NULL WHERE job_id = ? AND status = 'running'"
+                " AND lease_owner = ?",
+                (status, json.dumps(dict(result), sort_keys=True), self._now(now), job_id, owner),
+            )
+            if cursor.rowcount != 1:
+                return False
+            if outbox is not None:
+                outbox.enqueue(
+                    TRAINING_RUNS_TABLE, [_training_run(self._require(c, job_id))], conn=c
+                )
+        return True
 
     def expire_leases(
         self, *, now: datetime | None = None

@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-DEFAULT_FINE_TUNE_RUNNER = "curator.training:fine_tune_job"
+DEFAULT_FINE_TUNE_RUNNER = "server.jobs.fine_tune:fine_tune_job"
 """Where the default ``fine_tune`` runner is looked up (lazily, when a job runs)."""
 
 
@@ -204,7 +204,10 @@ def run_job(
     finally:
         stop.set()
         beat.join()
-    if not store.finish(job_id, owner, result=outcome, succeeded=succeeded):
+    finished = store.finish(
+        job_id, owner, result=outcome, succeeded=succeeded, outbox=registry.outbox
+    )
+    if not finished:
         log.warning("job %s: finished after losing the lease; result discarded", job_id)
     return store.get(job_id)
 

@@ -13,7 +13,6 @@ from curator.errors import InvalidInputError, MissingDependencyError
 from server.catalog import Catalog
 from server.cli import build_parser
 from server.jobs import (
-    JOB_RUNNERS,
     JobContext,
     JobQueue,
     JobResult,
@@ -95,18 +94,11 @@ def test_a_failing_runner_fails_the_job_with_its_error(
     assert failed.result is not None and "must return a JobResult" in failed.result["error"]
 
 
-def test_the_default_runner_fails_clearly_without_a_training_pipeline(
-    catalog: Catalog, store: JobStore, queue: JobQueue, registry: ModelRegistry
-) -> None:
-    import curator.training
+def test_the_default_fine_tune_runner_is_the_training_adapter() -> None:
+    from server.jobs.fine_tune import fine_tune_job
+    from server.jobs.worker import DEFAULT_FINE_TUNE_RUNNER, load_runner
 
-    if hasattr(curator.training, "fine_tune_job"):
-        pytest.skip("curator.training provides fine_tune_job now")
-    job_id = _job(catalog, store, queue)
-    _run(job_id, store, catalog, registry, JOB_RUNNERS["fine_tune"])
-    job = store.get(job_id)
-    assert job.status == "failed" and job.result is not None
-    assert "curator.training has no function 'fine_tune_job'" in job.result["error"]
+    assert load_runner(DEFAULT_FINE_TUNE_RUNNER) is fine_tune_job
 
 
 def test_heartbeats_extend_the_lease_while_the_runner_works(
