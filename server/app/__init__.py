@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request, Response
 
-from server.app import health, heartbeats, ingest, label_page, labeling, models, whoami
+from server.app import health, heartbeats, ingest, jobs, label_page, labeling, models, whoami
 from server.app.errors import install_error_handlers
 from server.app.services import ServerServices
 from server.datadir import DataDirLock
@@ -103,6 +103,7 @@ def create_app(
     app.include_router(heartbeats.router)
     app.include_router(labeling.router)
     app.include_router(label_page.router)
+    app.include_router(jobs.router)
     app.include_router(models.router)
     for router in extra_routers:
         app.include_router(router)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from server.app.deps import CurrentPrincipal, Services
 from server.app.errors import ErrorResponse
+from server.app.jobs import maybe_train
 from server.auth import Principal, Role, require
 from server.catalog.answers import iso
 from server.errors import NotFound
@@ -245,11 +246,18 @@ def release_task(lease_id: str, principal: LabelerPrincipal, store: LabelStoreDe
         "`class_name` must be a class of the model version that scored the frame (422 lists the "
         "valid names). A frame that has a label gets a correction: a new label whose "
         "`supersedes` is the previous one; nothing is overwritten. The frame's open lease ends. "
-        "Each label is logged to the warehouse table `labels`."
+        "Each label is logged to the warehouse table `labels`; every `train_every_labels` new "
+        "labels start a fine-tuning job (docs/jobs.md)."
     ),
     responses=_errors(400, 401, 403, 404, 422),
 )
-def post_label(body: LabelIn, principal: LabelerPrincipal, store: LabelStoreDep) -> LabelOut:
+def post_label(
+    body: LabelIn,
+    principal: LabelerPrincipal,
+    store: LabelStoreDep,
+    request: Request,
+    services: Services,
+) -> LabelOut:
     admin = principal.role is Role.ADMIN
     try:
         row = store.label(
@@ -259,6 +267,7 @@ def post_label(body: LabelIn, principal: LabelerPrincipal, store: LabelStoreDep)
         raise RequestValidationError(
             [{"loc": ("body", "class_name"), "msg": str(exc), "type": "value_error"}]
         ) from None
+    maybe_train(request, services)  # every train_every_labels labels start a fine-tuning job
     return LabelOut.from_row(row)
 
 

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-import numpy as np
 import pytest
+from testkit.frames import upload
 from testkit.images import jpeg
-
-from curator.wire import BatchUpload, FrameRecord
-from server.auth import Principal, Role
 
 ROUTES = [
     ("POST", "/v1/label-tasks/lease"),
@@ -28,34 +25,6 @@ ROUTES = [
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def upload(services: Any, ns: range) -> list[str]:
-    """Frames ``jpeg(n)`` with distinct embeddings and 3-class probabilities, via ingest."""
-    records = []
-    for n in ns:
-        emb = np.random.default_rng(n).standard_normal(16).astype(np.float32)
-        top = 0.4 + 0.01 * (n % 10)
-        records.append(
-            FrameRecord.from_image(
-                jpeg(n),
-                emb,
-                device_id="cam-1",
-                device_seq=n,
-                captured_at=datetime(2026, 3, 1, tzinfo=UTC),
-                model_version="m1",
-                width=16,
-                height=12,
-                scores={"entropy": 0.5},
-                keep_reason="uncertain",
-                predicted_class=1,
-                class_probabilities=[(1 - top) / 2, top, (1 - top) / 2],
-            )
-        )
-    batch = BatchUpload(batch_id=f"b{ns.start}", device_id="cam-1", frames=records)
-    result = services.ingest.ingest(batch, Principal("t", Role.DEVICE, "cam-1"))
-    assert {r.status for r in result.results} == {"accepted"}
-    return [r.frame_id for r in records]
 
 
 @pytest.fixture
