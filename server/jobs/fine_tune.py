@@ -16,10 +16,9 @@
 5. **train** with :func:`curator.training.train_model`, store the new state blob, and
 6. **gate**: register the ONNX file for the snapshot and promote it unless it is worse than the
    current model *on this held-out set* by more than ``params["gate_margin"]`` (default
-   :data:`server.registry.DEFAULT_MARGIN`). :func:`server.registry.register_and_gate` compares
-   with the current model's *stored* metrics (measured on its own snapshot's held-out set), so
-   this runner applies :func:`server.registry.decide` itself with the current model's score on
-   the candidate's held-out set, in the same registry transaction.
+   :data:`server.registry.DEFAULT_MARGIN`), through :func:`server.registry.register_and_gate`
+   with ``measured_current``: the current model's score on the candidate's held-out set, not
+   its stored metrics (measured on its own snapshot's held-out set).
 
 Params (all optional): ``epochs`` (5), ``arch`` (``"tiny_cnn"``), ``input_size`` (64),
 ``channels`` (``"rgb"`` or ``"gray"``, first model only), ``batch_size`` (64),
@@ -43,7 +42,7 @@ from curator.training import classification_metrics, train_model
 from curator.wire import ModelInfo
 from server.jobs.trigger import SnapshotLabel
 from server.jobs.worker import JobContext, JobResult
-from server.registry import DEFAULT_MARGIN, DEFAULT_METRIC, GatedModel, ModelRegistry, decide
+from server.registry import DEFAULT_MARGIN, register_and_gate
 
 __all__ = ["HELD_OUT_BUCKETS", "fine_tune_job", "is_held_out", "model_version_for"]
 
@@ -144,47 +143,6 @@ def _flat_metrics(evaluation: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def _register(
-    registry: ModelRegistry,
-    onnx: bytes,
-    *,
-    snapshot_key: str,
-    parent_version: str | None,
-    metrics: dict[str, float],
-    current_version: str | None,
-    current_metrics: dict[str, float] | None,
-    margin: float,
-) -> GatedModel:
-    """:func:`server.registry.register_and_gate`, but judged against ``current_metrics`` (the
-    current model on the candidate's held-out set) when ``current_version`` is still the latest
-    promoted; otherwise against the latest promoted's stored metrics."""
-    staged = registry.stage(onnx)
-    with registry.catalog.atomic() as conn:
-        current = registry.latest_promoted(conn=conn)
-        added = registry.add(
-            staged,
-            parent_version=parent_version,
-            snapshot_key=snapshot_key,
-            metrics=metrics,
-            conn=conn,
-        )
-        if not added.created:
-            return GatedModel(added.info, created=False, decision=None)
-        if current is None:
-            baseline = None
-        elif current.model_version == current_version and current_metrics is not None:
-            baseline = current_metrics
-        else:
-            baseline = dict(current.metrics)
-        decision = decide(added.info.metrics, baseline, metric=DEFAULT_METRIC, margin=margin)
-        version = added.info.model_version
-        if decision.promote:
-            info = registry.promote(version, reason=decision.reason, conn=conn)
-        else:
-            info = registry.record_decision(version, decision.reason, conn=conn)
-    return GatedModel(info, created=True, decision=decision)
-
-
 def fine_tune_job(ctx: JobContext) -> JobResult:
     """Train, register and gate the model of ``ctx``'s snapshot (see the module docstring).
 
@@ -251,15 +209,17 @@ def fine_tune_job(ctx: JobContext) -> JobResult:
             current_metrics = _flat_metrics(classification_metrics(held_y, logits, names).as_dict())
     state_blob = ctx.registry.blobs.put(trained.state_dict, "pt")
     parent_version = None if parent is None or parent.state is None else parent.info.model_version
-    gated = _register(
+    measured = None
+    if parent is not None and current_metrics is not None:
+        measured = (parent.info.model_version, current_metrics)
+    gated = register_and_gate(
         ctx.registry,
         trained.onnx,
         snapshot_key=ctx.snapshot_key,
         parent_version=parent_version,
         metrics=metrics,
-        current_version=None if parent is None else parent.info.model_version,
-        current_metrics=current_metrics,
         margin=float(params.get("gate_margin", DEFAULT_MARGIN)),
+        measured_current=measured,
     )
     info = gated.info
     details: dict[str, Any] = {

@@ -120,8 +120,13 @@ def register_and_gate(
     metric: str = DEFAULT_METRIC,
     margin: float = DEFAULT_MARGIN,
     higher_is_better: bool = True,
+    measured_current: tuple[str, Mapping[str, float]] | None = None,
 ) -> GatedModel:
     """Register a model file and promote it iff :func:`decide` says so, in one transaction.
+
+    ``measured_current`` is ``(version, metrics)``: the current model scored on the candidate's
+    own held-out set. It is the baseline while that version is still the latest promoted (a
+    fair comparison on the same frames); otherwise the latest promoted's stored metrics are.
 
     The file is checked and stored first (outside the transaction); then the version is
     registered, compared with the latest promoted version, and promoted or kept with the
@@ -146,9 +151,13 @@ def register_and_gate(
         )
         if not added.created:
             return GatedModel(added.info, created=False, decision=None)
+        baseline: Mapping[str, float] | None = None if current is None else current.metrics
+        measured = measured_current
+        if current is not None and measured is not None and measured[0] == current.model_version:
+            baseline = measured[1]
         decision = decide(
             added.info.metrics,
-            None if current is None else current.metrics,
+            baseline,
             metric=metric,
             margin=margin,
             higher_is_better=higher_is_better,
