@@ -18,21 +18,12 @@ from typing import Any
 import httpx
 import pytest
 from testkit.models import write_linear_onnx
-from testkit.server import ROOT, ServeProcess, clean_env, create_token
+from testkit.server import ROOT, ServeProcess, clean_env, create_token, issue_token
 from testkit.videos import bikes_path
 
 pytestmark = pytest.mark.integration
 
 DEVICE = "cam-loop"
-
-
-def _token(data: Path, role: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "server", "token", "create", "--role", role,
-         "--data-dir", str(data)],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, env=clean_env(), check=True,
-    )  # fmt: skip
-    return done.stdout.strip()
 
 
 def _wait(what: str, timeout: float, probe: Callable[[], Any]) -> Any:
@@ -64,7 +55,7 @@ def _versions_uploaded(data: Path) -> set[str]:
 def test_selector_uploads_labels_train_promote_and_the_selector_switches(tmp_path: Path) -> None:
     data = tmp_path / "data"
     device_token = create_token(data, DEVICE)
-    labeler, admin = _token(data, "labeler"), _token(data, "admin")
+    labeler, admin = issue_token(data, "labeler")[0], issue_token(data, "admin")[0]
     server = ServeProcess(data, tmp_path / "logs")
     server.start()
     env = clean_env()

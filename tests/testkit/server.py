@@ -19,7 +19,15 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["HOST", "ROOT", "ServeProcess", "clean_env", "create_token", "free_port"]
+__all__ = [
+    "HOST",
+    "ROOT",
+    "ServeProcess",
+    "clean_env",
+    "create_token",
+    "free_port",
+    "issue_token",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -39,16 +47,22 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def create_token(data_dir: Path, device_id: str) -> str:
-    """A device token issued by the CLI (``token create``), as printed on stdout."""
+def issue_token(data_dir: Path, role: str, device_id: str | None = None) -> tuple[str, str]:
+    """(token, token id) issued by ``python -m server token create``, as an operator would."""
+    device = ["--device-id", device_id] if device_id else []
     done = subprocess.run(
-        [sys.executable, "-m", "server", "token", "create", "--role", "device",
-         "--device-id", device_id, "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "server", "token", "create", "--role", role, *device,
+         "--data-dir", str(data_dir)],
         cwd=ROOT, capture_output=True, text=True, timeout=60, env=clean_env(), check=True,
     )  # fmt: skip
-    token = done.stdout.strip()
-    assert token.startswith("cur_"), done.stdout
-    return token
+    token, token_id = done.stdout.strip(), done.stderr.strip().removeprefix("token id: ")
+    assert token.startswith("cur_") and token_id.startswith("tok_"), (done.stdout, done.stderr)
+    return token, token_id
+
+
+def create_token(data_dir: Path, device_id: str) -> str:
+    """A device token for ``device_id`` (:func:`issue_token`)."""
+    return issue_token(data_dir, "device", device_id)[0]
 
 
 class ServeProcess:

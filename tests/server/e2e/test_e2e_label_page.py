@@ -12,8 +12,6 @@ token in the URL fragment starts labeling without the form.
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -25,7 +23,7 @@ import numpy as np
 import pytest
 from testkit.images import jpeg
 from testkit.models import linear_onnx
-from testkit.server import ROOT, ServeProcess, clean_env
+from testkit.server import ServeProcess, issue_token
 
 from curator.wire import MEDIA_TYPE, BatchUpload, FrameRecord, encode_batch
 
@@ -38,19 +36,6 @@ DIM = 16
 N_FRAMES = 6
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 TIMEOUT_MS = 10_000
-
-
-def issue_token(data_dir: Path, role: str, device_id: str | None = None) -> tuple[str, str]:
-    """(token, token id) issued by ``python -m server token create``, as an operator would."""
-    device = ["--device-id", device_id] if device_id else []
-    done = subprocess.run(
-        [sys.executable, "-m", "server", "token", "create", "--role", role, *device,
-         "--data-dir", str(data_dir)],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, env=clean_env(), check=True,
-    )  # fmt: skip
-    token, token_id = done.stdout.strip(), done.stderr.strip().removeprefix("token id: ")
-    assert token.startswith("cur_") and token_id.startswith("tok_"), (done.stdout, done.stderr)
-    return token, token_id
 
 
 def planned_frames() -> list[tuple[FrameRecord, int]]:
