@@ -7,11 +7,21 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from server.app.services import ServerServices
-from server.auth import Principal
+from server.auth import Principal, Role, require
 from server.errors import Unavailable
 from server.settings import ServerSettings
 
-__all__ = ["CurrentPrincipal", "Services", "Settings", "current_principal", "get_services"]
+__all__ = [
+    "AdminPrincipal",
+    "CurrentPrincipal",
+    "LabelerPrincipal",
+    "Services",
+    "Settings",
+    "admin_principal",
+    "current_principal",
+    "get_services",
+    "labeler_principal",
+]
 
 
 def get_services(request: Request) -> ServerServices:
@@ -61,3 +71,29 @@ def current_principal(
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 """The authenticated caller; any role. Check roles with :func:`server.auth.require`."""
+
+
+def admin_principal(principal: CurrentPrincipal) -> Principal:
+    """The caller, if its token is an ``admin`` token.
+
+    Raises:
+        Forbidden: any other role.
+    """
+    require(principal, Role.ADMIN)
+    return principal
+
+
+AdminPrincipal = Annotated[Principal, Depends(admin_principal)]
+
+
+def labeler_principal(principal: CurrentPrincipal) -> Principal:
+    """The caller, if its token is a ``labeler`` or ``admin`` token.
+
+    Raises:
+        Forbidden: a device token.
+    """
+    require(principal, Role.LABELER)
+    return principal
+
+
+LabelerPrincipal = Annotated[Principal, Depends(labeler_principal)]

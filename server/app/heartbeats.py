@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from curator.wire import DeviceHeartbeat, HeartbeatAck
 from server.app.bodies import check_media_type, read_body
-from server.app.deps import CurrentPrincipal, Services
+from server.app.deps import AdminPrincipal, CurrentPrincipal, Services
 from server.app.errors import ErrorResponse
 from server.auth import Principal, Role, require
 from server.catalog.heartbeats import HeartbeatRow, HeartbeatStore
@@ -43,19 +43,6 @@ def device_principal(principal: CurrentPrincipal) -> Principal:
 
 
 DevicePrincipal = Annotated[Principal, Depends(device_principal)]
-
-
-def admin_principal(principal: CurrentPrincipal) -> Principal:
-    """The caller, if its token is an ``admin`` token.
-
-    Raises:
-        Forbidden: any other role.
-    """
-    require(principal, Role.ADMIN)
-    return principal
-
-
-AdminPrincipal = Annotated[Principal, Depends(admin_principal)]
 
 
 class DeviceStatus(BaseModel):

@@ -14,10 +14,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from server.app.deps import CurrentPrincipal, Services
+from server.app.deps import LabelerPrincipal, Services
 from server.app.errors import ErrorResponse
 from server.app.jobs import maybe_train
-from server.auth import Principal, Role, require
+from server.auth import Role
 from server.catalog.answers import iso
 from server.errors import NotFound
 from server.labeling import (
@@ -40,19 +40,6 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1", tags=["labeling"])
 
 _IMAGE_TYPES = {"jpeg": "image/jpeg", "png": "image/png"}
-
-
-def labeler_principal(principal: CurrentPrincipal) -> Principal:
-    """The caller, if its token is a ``labeler`` or ``admin`` token.
-
-    Raises:
-        Forbidden: a device token.
-    """
-    require(principal, Role.LABELER)
-    return principal
-
-
-LabelerPrincipal = Annotated[Principal, Depends(labeler_principal)]
 
 
 def _store(services: Services) -> LabelStore:

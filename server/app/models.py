@@ -11,7 +11,7 @@ import json
 from enum import StrEnum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -19,10 +19,9 @@ from starlette.concurrency import run_in_threadpool
 from curator.errors import InvalidInputError, ModelContractError
 from curator.wire import ModelInfo
 from server.app.bodies import check_media_type, read_body
-from server.app.deps import CurrentPrincipal, Services
+from server.app.deps import AdminPrincipal, CurrentPrincipal, Services
 from server.app.errors import ErrorBody, ErrorResponse
 from server.app.services import ServerServices
-from server.auth import Principal, Role, require
 from server.registry import ModelRegistry, RegistryConflict, register_and_gate
 
 __all__ = ["MAX_MODEL_BYTES", "PromoteMode", "router"]
@@ -45,19 +44,6 @@ class PromoteMode(StrEnum):
     AUTO = "auto"
     YES = "yes"
     NO = "no"
-
-
-def admin_principal(principal: CurrentPrincipal) -> Principal:
-    """The caller, if its token is an ``admin`` token.
-
-    Raises:
-        Forbidden: any other role.
-    """
-    require(principal, Role.ADMIN)
-    return principal
-
-
-AdminPrincipal = Annotated[Principal, Depends(admin_principal)]
 
 
 def _registry(services: ServerServices) -> ModelRegistry:
