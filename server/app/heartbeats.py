@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from curator.wire import DeviceHeartbeat, HeartbeatAck
@@ -19,7 +19,7 @@ from server.app.bodies import check_media_type, read_body
 from server.app.deps import AdminPrincipal, CurrentPrincipal, Services
 from server.app.errors import ErrorResponse
 from server.auth import Principal, Role, require
-from server.catalog.heartbeats import HeartbeatRow, HeartbeatStore
+from server.catalog.heartbeats import HeartbeatStore
 from server.errors import Forbidden
 from server.metrics import ServerMetrics
 
@@ -48,6 +48,8 @@ DevicePrincipal = Annotated[Principal, Depends(device_principal)]
 class DeviceStatus(BaseModel):
     """A device's newest heartbeat (by the device's ``sent_at``), as stored."""
 
+    model_config = ConfigDict(from_attributes=True)  # built from the store's rows
+
     device_id: str = Field(description="The device.")
     sent_at: datetime = Field(description="When the device sent its newest heartbeat (UTC).")
     received_at: datetime = Field(description="When the server first received that one (UTC).")
@@ -61,22 +63,6 @@ class DeviceStatus(BaseModel):
     buffer_bytes: int = Field(description="Bytes the device's buffer takes on disk.")
     buffer_max_bytes: int = Field(description="The device buffer's byte cap.")
     last_device_seq: int = Field(description="The highest device_seq the device has given.")
-
-    @classmethod
-    def from_row(cls, row: HeartbeatRow) -> DeviceStatus:
-        return cls(
-            device_id=row.device_id,
-            sent_at=row.sent_at,
-            received_at=row.received_at,
-            started_at=row.started_at,
-            model_version=row.model_version,
-            software_version=row.software_version,
-            counters=dict(row.counters),
-            buffer_frames=row.buffer_frames,
-            buffer_bytes=row.buffer_bytes,
-            buffer_max_bytes=row.buffer_max_bytes,
-            last_device_seq=row.last_device_seq,
-        )
 
 
 class DeviceList(BaseModel):
@@ -180,4 +166,4 @@ async def post_heartbeat(
 )
 def list_devices(services: Services, principal: AdminPrincipal) -> DeviceList:
     rows = HeartbeatStore(services.catalog).latest()
-    return DeviceList(devices=[DeviceStatus.from_row(r) for r in rows])
+    return DeviceList(devices=[DeviceStatus.model_validate(r) for r in rows])

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from server.app.deps import CurrentPrincipal, Services
@@ -22,7 +22,7 @@ from server.app.errors import ErrorResponse
 from server.app.services import ServerServices
 from server.auth import Role, require
 from server.jobs.queue import JobQueue, make_huey
-from server.jobs.store import Job, JobStore
+from server.jobs.store import JobStore
 from server.jobs.trigger import trigger
 
 __all__ = ["JobView", "maybe_train", "router"]
@@ -40,6 +40,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 class JobView(BaseModel):
     """A fine-tuning job as operators see it."""
 
+    model_config = ConfigDict(from_attributes=True)  # built from the store's rows
+
     job_id: str = Field(description="The job's id.")
     kind: str = Field(description="What it runs (fine_tune).")
     snapshot_key: str = Field(description="The label snapshot it trains on; one job per key.")
@@ -53,10 +55,6 @@ class JobView(BaseModel):
     result: dict[str, Any] | None = Field(
         description="model_version, metrics, promoted and details; or error."
     )
-
-    @classmethod
-    def of(cls, job: Job) -> JobView:
-        return cls(**{name: getattr(job, name) for name in cls.model_fields})
 
 
 class TriggerView(BaseModel):
@@ -119,7 +117,7 @@ async def request_fine_tune(
     )
     if not outcome.created:
         response.status_code = 200
-    job = None if outcome.job is None else JobView.of(outcome.job)
+    job = None if outcome.job is None else JobView.model_validate(outcome.job)
     return TriggerView(started=outcome.created, reason=outcome.decision.reason, job=job)
 
 
@@ -133,7 +131,7 @@ async def request_fine_tune(
 async def list_jobs(services: Services, principal: CurrentPrincipal) -> list[JobView]:
     require(principal, Role.ADMIN)
     jobs = await run_in_threadpool(JobStore(services.db).list)
-    return [JobView.of(j) for j in jobs]
+    return [JobView.model_validate(j) for j in jobs]
 
 
 @router.get(
@@ -145,4 +143,4 @@ async def list_jobs(services: Services, principal: CurrentPrincipal) -> list[Job
 )
 async def get_job(job_id: str, services: Services, principal: CurrentPrincipal) -> JobView:
     require(principal, Role.ADMIN)
-    return JobView.of(await run_in_threadpool(JobStore(services.db).get, job_id))
+    return JobView.model_validate(await run_in_threadpool(JobStore(services.db).get, job_id))

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from server.app.deps import LabelerPrincipal, Services
 from server.app.errors import ErrorResponse
@@ -26,7 +26,6 @@ from server.labeling import (
     LabelRow,
     LabelStore,
     LabelTask,
-    Lease,
     UnknownClassName,
     exported_labels,
     label_stats,
@@ -67,6 +66,8 @@ class RenewRequest(BaseModel):
 class LeaseOut(BaseModel):
     """A lease on one frame."""
 
+    model_config = ConfigDict(from_attributes=True)  # built from the store's rows
+
     lease_id: str = Field(description="The lease (and task) id.")
     frame_id: str = Field(description="The leased frame.")
     holder: str = Field(description="The token id holding it.")
@@ -74,18 +75,6 @@ class LeaseOut(BaseModel):
     expires_at: datetime = Field(description="When it expires unless renewed (UTC).")
     released_at: datetime | None = Field(description="When it ended, or null while open.")
     release_reason: str | None = Field(description="`released`, `labeled`, `expired` or null.")
-
-    @classmethod
-    def from_lease(cls, lease: Lease) -> LeaseOut:
-        return cls(
-            lease_id=lease.lease_id,
-            frame_id=lease.frame_id,
-            holder=lease.holder,
-            leased_at=lease.leased_at,
-            expires_at=lease.expires_at,
-            released_at=lease.released_at,
-            release_reason=lease.release_reason,
-        )
 
 
 class LabelTaskOut(BaseModel):
@@ -209,7 +198,8 @@ def renew_task(
 ) -> LeaseOut:
     body = body or RenewRequest()
     admin = principal.role is Role.ADMIN
-    return LeaseOut.from_lease(store.renew(lease_id, principal.token_id, body.lease_s, admin=admin))
+    lease = store.renew(lease_id, principal.token_id, body.lease_s, admin=admin)
+    return LeaseOut.model_validate(lease)
 
 
 @router.post(
@@ -221,7 +211,7 @@ def renew_task(
 )
 def release_task(lease_id: str, principal: LabelerPrincipal, store: LabelStoreDep) -> LeaseOut:
     admin = principal.role is Role.ADMIN
-    return LeaseOut.from_lease(store.release(lease_id, principal.token_id, admin=admin))
+    return LeaseOut.model_validate(store.release(lease_id, principal.token_id, admin=admin))
 
 
 @router.post(
