@@ -4,7 +4,7 @@
 it (:func:`curator.wire.encode_batch`) with a ``batch_id`` that depends only on its frames,
 waits on the bandwidth cap and posts it (:class:`~edge_selector.sync_http.ServerLink`). Uploads
 are idempotent on the server, so every failure is handled by giving the frames back and trying
-again later. Per answer:
+again later. Per answer (200, 400 and 413: :mod:`edge_selector.sync_answers`):
 
 - 200 ``BatchResult``: ``accepted`` and ``duplicate`` frames are acked, ``rejected`` ones
   dropped under their reason's code, frames it does not mention released.
@@ -19,7 +19,8 @@ again later. Per answer:
 - any other answer (other 4xx, an unfollowed redirect): all released, backoff.
 
 :meth:`Uploader.run` loops until stopped and sends a :class:`curator.wire.DeviceHeartbeat`
-every ``heartbeat_interval_s``. Backoff and bandwidth: :mod:`edge_selector.backoff`.
+every ``heartbeat_interval_s`` (:mod:`edge_selector.sync_heartbeat`). Backoff and bandwidth:
+:mod:`edge_selector.backoff`.
 """
 
 from __future__ import annotations
@@ -34,12 +35,13 @@ from dataclasses import replace
 from typing import Any
 
 import httpx
-from pydantic import ValidationError
 
 from curator.errors import InvalidInputError
-from curator.wire import MAX_FRAMES, BatchUpload, DeviceHeartbeat, HeartbeatAck, encode_batch
+from curator.wire import MAX_FRAMES, BatchUpload, DeviceHeartbeat, encode_batch
 from edge_selector.backoff import Backoff, BandwidthCap
 from edge_selector.buffer import BufferedFrame, FrameBuffer
+from edge_selector.sync_answers import BACK_OFF, MAX_LONE_REFUSALS, BatchSettlement
+from edge_selector.sync_heartbeat import send_heartbeat
 from edge_selector.sync_http import (
     ServerLink,
     describe_transport_error,
@@ -52,22 +54,13 @@ from edge_selector.sync_outcomes import (
     SyncOutcome,
     SyncTally,
     batch_id_for,
-    check_answer,
-    rejected_by_code,
 )
 
-__all__ = ["SyncAuthError", "SyncCounters", "SyncOutcome", "Uploader"]
+__all__ = ["MAX_LONE_REFUSALS", "SyncAuthError", "SyncCounters", "SyncOutcome", "Uploader"]
 
 log = logging.getLogger(__name__)
 
 _DEVICE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_BACK_OFF = -1.0
-
-MAX_LONE_REFUSALS = 8
-"""Frames refused alone (400/413) in a row, with no frame taken in between, after which the
-uploader stops dropping them: a server that refuses everything (say, a schema version it does
-not speak) must not empty the buffer. Those frames stay and are retried with backoff."""
-"""``wait_s`` of an outcome that :meth:`Uploader.upload_once` replaces with a backoff delay."""
 
 
 class Uploader:
@@ -147,9 +140,8 @@ class Uploader:
         self._sleep: Callable[[float], object] = sleep or (lambda s: self._stop.wait(s))
         self._backoff = Backoff(min(0.5, max_backoff_s), max_backoff_s, rng=rng)
         self._cap = BandwidthCap(bandwidth_bytes_per_s, clock=clock, sleep=self._sleep)
-        self._limit = batch_frames  # halved by 400/413 answers
-        self._lone_refusals = 0  # frames refused alone since the server last took one
         self._tally = SyncTally()
+        self._settlement = BatchSettlement(buffer, self._tally, self.server, batch_frames)
         self._lock = threading.Lock()
 
     @property
@@ -172,7 +164,7 @@ class Uploader:
             SyncAuthError: the server answered 401 or 403 (the frames were released).
         """
         with self._lock:
-            frames = self.buffer.claim(self._limit, max_bytes=self.batch_bytes)
+            frames = self.buffer.claim(self._settlement.limit, max_bytes=self.batch_bytes)
             if not frames:
                 return SyncOutcome(wait_s=self.poll_interval_s)
             try:
@@ -186,7 +178,7 @@ class Uploader:
                 self._tally.add(released=released)
             if outcome.error is None:
                 self._backoff.reset()
-            elif outcome.wait_s == _BACK_OFF:
+            elif outcome.wait_s == BACK_OFF:
                 outcome = replace(outcome, wait_s=self._backoff.next_delay())
             return replace(outcome, released=released)
 
@@ -201,26 +193,7 @@ class Uploader:
         """
         if self._heartbeat is None:
             return False
-        try:
-            response = self._link.post_heartbeat(self._heartbeat())
-        except SyncAuthError as exc:
-            self._tally.add(str(exc), auth_errors=1)
-            log.error("token refused", extra={"server": self.server, "error": str(exc)})
-            raise
-        except httpx.TransportError as exc:
-            return self._heartbeat_failed(f"no answer: {describe_transport_error(exc)}")
-        except Exception as exc:  # the callable's own failure must not stop the uploads
-            log.exception("heartbeat not built", extra={"error": repr(exc)})
-            return self._heartbeat_failed(f"not built: {type(exc).__name__}: {exc}")
-        if response.status_code != 200:
-            return self._heartbeat_failed(f"HTTP {response.status_code}: {error_message(response)}")
-        try:
-            HeartbeatAck.model_validate_json(response.content)
-        except ValidationError:
-            return self._heartbeat_failed("the answer is not a HeartbeatAck")
-        self._tally.add(heartbeats_sent=1)
-        log.debug("heartbeat sent", extra={"server": self.server})
-        return True
+        return send_heartbeat(self._link, self._heartbeat, self._tally)
 
     def run(self, stop: threading.Event) -> None:
         """Upload until ``stop`` is set: at once while frames wait, every ``poll_interval_s``
@@ -296,97 +269,24 @@ class Uploader:
             error = f"no answer from {self.server}: {describe_transport_error(exc)}"
             self._tally.add(error, transport_errors=1)
             log.warning("upload failed", extra={**fields, "error": error})
-            return SyncOutcome(sent=len(frames), batch_id=batch_id, error=error, wait_s=_BACK_OFF)
+            return SyncOutcome(sent=len(frames), batch_id=batch_id, error=error, wait_s=BACK_OFF)
         status = fields["http_status"] = response.status_code
         self._tally.add(batches_sent=1, bytes_sent=len(body))
         base = SyncOutcome(sent=len(frames), batch_id=batch_id, http_status=status)
         if status == 200:
-            return self._settle(frames, response, base, fields)
+            recovering = self._backoff.failures > 0
+            return self._settlement.answered(frames, response, base, fields, recovering=recovering)
         if status in (400, 413):
-            return self._refused(frames, error_message(response), base, fields)
+            return self._settlement.refused(frames, error_message(response), base, fields)
         error = f"HTTP {status} from {self.server}: {error_message(response)}"
         server_side = status >= 500 or status == 429
         self._tally.add(error, **{"server_errors" if server_side else "client_errors": 1})
         log.warning("upload failed", extra={**fields, "error": error})
         after = retry_after_s(response) if status in (429, 503) else None
         if after is None:
-            return replace(base, error=error, wait_s=_BACK_OFF)
+            return replace(base, error=error, wait_s=BACK_OFF)
         self._backoff.next_delay()  # still a failure: the next error waits longer
         return replace(base, error=error, wait_s=min(after, self._backoff.cap_s))
-
-    def _settle(
-        self,
-        frames: list[BufferedFrame],
-        response: httpx.Response,
-        base: SyncOutcome,
-        fields: dict[str, Any],
-    ) -> SyncOutcome:
-        """Ack, drop or leave each frame as a 200 answer says."""
-        sent = {f.device_seq: f.frame_id for f in frames}
-        result, problem = check_answer(response.content, base.batch_id or "", sent)
-        if result is None:
-            error = f"bad answer from {self.server}: {problem}"
-            self._tally.add(error, protocol_errors=1)
-            log.warning("upload answer refused", extra={**fields, "error": error})
-            return replace(base, error=error, wait_s=_BACK_OFF)
-        acked = [r.device_seq for r in result.results if r.status != "rejected"]
-        if acked:
-            self._lone_refusals = 0
-        rejected = rejected_by_code(result)
-        self.buffer.ack(acked)
-        for code, seqs in rejected.items():
-            self.buffer.drop(seqs, code)
-        counts = {code: len(seqs) for code, seqs in rejected.items()}
-        accepted, duplicates = result.count("accepted"), result.count("duplicate")
-        self._tally.reject(counts)
-        self._tally.add(
-            uploaded=len(acked),
-            accepted=accepted,
-            duplicates=duplicates,
-            unanswered=len(frames) - len(result.results),
-        )
-        level = logging.INFO if self._backoff.failures else logging.DEBUG  # INFO: recovered
-        extra = {**fields, "accepted": accepted, "duplicates": duplicates, "rejected": counts}
-        log.log(level, "batch uploaded", extra=extra)
-        return replace(
-            base, acked=len(acked), accepted=accepted, duplicates=duplicates, rejected=counts
-        )
-
-    def _refused(
-        self, frames: list[BufferedFrame], message: str, base: SyncOutcome, fields: dict[str, Any]
-    ) -> SyncOutcome:
-        """A 400 or 413: halve the batch size, or drop the frame that was refused alone."""
-        status = base.http_status
-        if len(frames) > 1:
-            self._limit = max(1, len(frames) // 2)
-            error = f"HTTP {status} for {len(frames)} frames: {message}; next batch {self._limit}"
-            self._tally.add(error, client_errors=1)
-            log.warning("batch refused, splitting", extra={**fields, "error": error})
-            return replace(base, error=error)
-        code = "bad_request" if status == 400 else "payload_too_large"
-        seq = frames[0].device_seq
-        if self._lone_refusals >= MAX_LONE_REFUSALS:  # the server refuses everything: keep them
-            error = (
-                f"HTTP {status} for frame {seq} alone after {self._lone_refusals} frames refused "
-                f"alone in a row: the server refuses every frame ({message}); keeping them"
-            )
-            self._tally.add(error, client_errors=1)
-            log.error("server refuses every frame, not dropping", extra={**fields, "error": error})
-            return replace(base, error=error, wait_s=_BACK_OFF)
-        self._lone_refusals += 1
-        self.buffer.drop([seq], code)
-        self._limit = self.batch_frames
-        error = f"HTTP {status} for frame {seq} alone: {message}; dropped as {code}"
-        self._tally.add(error, client_errors=1)
-        self._tally.reject({code: 1})
-        log.warning("frame refused alone, dropped", extra={**fields, "error": error})
-        return replace(base, rejected={code: 1}, error=error)
-
-    def _heartbeat_failed(self, problem: str) -> bool:
-        error = f"heartbeat to {self.server} failed: {problem}"
-        self._tally.add(error, heartbeat_errors=1)
-        log.warning("heartbeat failed", extra={"error": error})
-        return False
 
 
 def _check_count(value: int, name: str, most: int | None) -> None:

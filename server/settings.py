@@ -156,6 +156,13 @@ class ServerSettings(BaseSettings):
         gt=0,
         description="Seconds a worker's lease on a job lasts between heartbeats.",
     )
+    label_skip_cooldown_s: float = Field(
+        default=900.0,
+        ge=0,
+        le=86400,
+        description="Seconds a frame a labeler skipped is kept from that labeler (others may "
+        "take it at once); 0 hands it straight back.",
+    )
     train_every_labels: int = Field(
         default=100, ge=1, description="Start a fine-tuning job after this many new labels."
     )

@@ -42,7 +42,11 @@ _IMAGE_TYPES = {"jpeg": "image/jpeg", "png": "image/png"}
 
 
 def _store(services: Services) -> LabelStore:
-    return LabelStore(services.catalog, services.outbox)
+    return LabelStore(
+        services.catalog,
+        services.outbox,
+        skip_cooldown_s=services.settings.label_skip_cooldown_s,
+    )
 
 
 LabelStoreDep = Annotated[LabelStore, Depends(_store)]
@@ -206,7 +210,11 @@ def renew_task(
     "/label-tasks/{lease_id}/release",
     response_model=LeaseOut,
     summary="Give a leased frame back",
-    description="Only the holder or an admin, while the lease is open (e.g. the labeler skips).",
+    description=(
+        "Only the holder or an admin, while the lease is open (e.g. the labeler skips). Other "
+        "labelers may lease the frame at once; the holder gets it again only after the skip "
+        "cool-down (setting `label_skip_cooldown_s`, 15 minutes by default)."
+    ),
     responses=_errors(401, 403, 404, 409),
 )
 def release_task(lease_id: str, principal: LabelerPrincipal, store: LabelStoreDep) -> LeaseOut:

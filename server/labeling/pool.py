@@ -7,6 +7,10 @@ strategies treat as covered, so a new batch moves away from what colleagues are 
 Versions are visited newest first (by their newest frame's ``ingest_seq``) until the batch is
 full; a frame embedded by several versions is picked at most once.
 
+A labeler who gave a frame back (released its lease: the labeling page's skip) is not handed
+that frame again until the skip cool-down has passed; for that labeler it counts as excluded,
+colleagues still get it. An expired lease is no skip: its frame may come straight back.
+
 Probabilities are used only where the frame was scored by the same version (its own
 ``model_version``). When a strategy needs probabilities and an available frame has none (an
 embedding-only model), that version's batch falls back to :data:`FALLBACK_STRATEGY` (k-center
@@ -23,7 +27,7 @@ import numpy as np
 
 from curator.selection.pool import STRATEGIES, select
 
-__all__ = ["FALLBACK_STRATEGY", "Pick", "choose_frames"]
+__all__ = ["FALLBACK_STRATEGY", "Pick", "choose_frames", "skipped_frames"]
 
 FALLBACK_STRATEGY = "kcenter"
 """The strategy used where probabilities are missing: greedy k-center over the embeddings."""
@@ -63,6 +67,16 @@ def _pool(
     return [(r[0], r[1], r[2], bool(r[3])) for r in rows]
 
 
+def skipped_frames(conn: sqlite3.Connection, holder: str, since: str) -> frozenset[str]:
+    """The frames ``holder`` released (skipped) after ``since`` (ISO UTC text, as stored)."""
+    rows = conn.execute(
+        "SELECT DISTINCT frame_id FROM label_leases WHERE holder = ?"
+        " AND release_reason = 'released' AND released_at > ?",
+        (holder, since),
+    )
+    return frozenset(r[0] for r in rows)
+
+
 def _probabilities(raw: list[str | None], available: np.ndarray) -> np.ndarray | None:
     """``(N, C)`` probabilities if every available item has them with one ``C``, else None;
     excluded items without them get a uniform row (their scores do not count)."""
@@ -85,8 +99,10 @@ def choose_frames(
     strategy: str,
     rng: np.random.Generator,
     params: dict[str, object] | None = None,
+    skipped: frozenset[str] = frozenset(),
 ) -> list[Pick]:
-    """Up to ``count`` unlabeled frames without an open lease, in selection order.
+    """Up to ``count`` unlabeled frames without an open lease and not in ``skipped``, in
+    selection order.
 
     Run it inside the transaction that then leases the picks, so no other writer can lease the
     same frames in between.
@@ -99,6 +115,8 @@ def choose_frames(
         strategy: a name in :data:`curator.selection.pool.STRATEGIES`.
         rng: breaks ties (and seeds randomised strategies).
         params: the strategy's own parameters.
+        skipped: frames never picked this time though otherwise available (the caller's
+            recent skips, :func:`skipped_frames`); like labeled ones they count as covered.
 
     Raises:
         ValueError: an unknown strategy (the message lists the valid ones).
@@ -114,7 +132,7 @@ def choose_frames(
         if wanted <= 0:
             break
         rows = _pool(conn, version, now)
-        excluded = np.array([r[3] or r[0] in taken for r in rows], dtype=bool)
+        excluded = np.array([r[3] or r[0] in taken or r[0] in skipped for r in rows], dtype=bool)
         if not rows or excluded.all():
             continue
         embeddings = np.stack([np.frombuffer(r[1], dtype="<f4") for r in rows])

@@ -4,12 +4,14 @@
   (:mod:`server.labeling.pool`) and inserts one lease per frame, all in ONE ``BEGIN IMMEDIATE``
   transaction: two labelers leasing at once are serialised by SQLite's write lock, and the
   second sees the first's leases. A partial unique index (one open lease per frame) backs this.
+  A frame the labeler gave back (skipped) within the last ``skip_cooldown_s`` is not handed to
+  that labeler; colleagues still get it.
 - :meth:`LabelStore.renew` / :meth:`LabelStore.release`: only the holder (or an admin), only
-  while the lease is open.
+  while the lease is open (:mod:`server.labeling.leases`).
 - :meth:`LabelStore.label`: validates the class against the frame's model version
   (:mod:`server.labeling.classes`), stores a new row (superseding the frame's current label:
   a correction), closes the frame's open lease and enqueues the warehouse row ``labels``, in one
-  transaction.
+  transaction (:mod:`server.labeling.labels`).
 
 Time comes from an injectable clock; a lease is open while ``now < expires_at``.
 """
@@ -21,7 +23,7 @@ import secrets
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,60 +32,35 @@ from curator.selection.pool import DEFAULT_STRATEGY, STRATEGIES
 from server.catalog.answers import iso
 from server.catalog.store import Catalog
 from server.db import atomic
-from server.errors import Forbidden, NotFound
+from server.labeling import labels, leases
 from server.labeling.classes import class_names, register_class_names
-from server.labeling.errors import LeaseConflict, UnknownClassName
-from server.labeling.pool import choose_frames
+from server.labeling.leases import MAX_LEASE_COUNT, MAX_LEASE_S
+from server.labeling.pool import choose_frames, skipped_frames
 from server.labeling.rows import LabelRow, LabelTask, Lease
 
 if TYPE_CHECKING:
     from server.warehouse.outbox import Outbox
 
-__all__ = ["MAX_LEASE_COUNT", "MAX_LEASE_S", "LabelStore"]
+__all__ = ["MAX_LEASE_COUNT", "MAX_LEASE_S", "SKIP_COOLDOWN_S", "LabelStore"]
 
-MAX_LEASE_COUNT = 100
-"""The most tasks one lease call hands out."""
-MAX_LEASE_S = 24 * 3600.0
-"""The longest lease, in seconds."""
-WAREHOUSE_TABLE = "labels"
-
-_LEASE_COLS = (
-    "lease_id, frame_id, holder, leased_at, expires_at, strategy, model_version, released_at,"
-    " release_reason"
-)
-_LABEL_COLS = (
-    "label_id, frame_id, class_name, model_version, labeler, created_at, supersedes, lease_id"
-)
+SKIP_COOLDOWN_S = 15 * 60.0
+"""How long a frame a labeler gave back (skipped) is kept from that labeler, in seconds."""
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _time(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
-
-
-def _lease(values: Sequence[Any]) -> Lease:
-    return Lease(
-        values[0], values[1], values[2], datetime.fromisoformat(values[3]),
-        datetime.fromisoformat(values[4]), values[5], values[6], _time(values[7]), values[8],
-    )  # fmt: skip
-
-
-def _label(values: Sequence[Any]) -> LabelRow:
-    return LabelRow(
-        values[0], values[1], values[2], values[3], values[4],
-        datetime.fromisoformat(values[5]), values[6], values[7],
-    )  # fmt: skip
-
-
-def _check_lease_s(lease_s: float) -> timedelta:
-    if isinstance(lease_s, bool) or not isinstance(lease_s, int | float):
-        raise InvalidInputError(f"lease_s must be a number of seconds, got {lease_s!r}")
-    if not 0 < lease_s <= MAX_LEASE_S:
-        raise InvalidInputError(f"lease_s must be in (0, {MAX_LEASE_S:g}], got {lease_s!r}")
-    return timedelta(seconds=float(lease_s))
+def _check_cooldown(skip_cooldown_s: float) -> timedelta:
+    if isinstance(skip_cooldown_s, bool) or not isinstance(skip_cooldown_s, int | float):
+        raise InvalidInputError(
+            f"skip_cooldown_s must be a number of seconds, got {skip_cooldown_s!r}"
+        )
+    if not 0 <= skip_cooldown_s <= leases.MAX_LEASE_S:
+        raise InvalidInputError(
+            f"skip_cooldown_s must be in [0, {leases.MAX_LEASE_S:g}], got {skip_cooldown_s!r}"
+        )
+    return timedelta(seconds=float(skip_cooldown_s))
 
 
 class LabelStore:
@@ -97,9 +74,13 @@ class LabelStore:
         rng: breaks ties in the selection; a seed makes batches reproducible.
         strategy: the pool strategy (:data:`curator.selection.pool.STRATEGIES`).
         strategy_params: its own parameters.
+        skip_cooldown_s: seconds after a labeler gives a frame back (releases its lease) during
+            which that frame is not leased to the same labeler again, ``[0, MAX_LEASE_S]``;
+            0 turns the cool-down off.
 
     Raises:
         ValueError: an unknown strategy (the message lists the valid ones).
+        InvalidInputError: a bad ``skip_cooldown_s``.
     """
 
     def __init__(
@@ -111,6 +92,7 @@ class LabelStore:
         rng: np.random.Generator | int | None = None,
         strategy: str = DEFAULT_STRATEGY,
         strategy_params: dict[str, object] | None = None,
+        skip_cooldown_s: float = SKIP_COOLDOWN_S,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(
@@ -119,6 +101,7 @@ class LabelStore:
         self.catalog = catalog
         self.outbox = outbox
         self.strategy = strategy
+        self.skip_cooldown = _check_cooldown(skip_cooldown_s)
         self._params = dict(strategy_params or {})
         self._clock = clock
         self._rng = np.random.default_rng(rng)
@@ -135,6 +118,9 @@ class LabelStore:
     def lease(self, holder: str, count: int = 10, lease_s: float = 300.0) -> list[LabelTask]:
         """Lease up to ``count`` frames to ``holder``, the most valuable first.
 
+        Frames ``holder`` released within the last ``skip_cooldown_s`` are left out (for this
+        holder only).
+
         Args:
             holder: who takes them (a token id).
             count: ``1..MAX_LEASE_COUNT``.
@@ -147,36 +133,32 @@ class LabelStore:
         Raises:
             InvalidInputError: a bad ``count``, ``lease_s`` or ``holder``.
         """
-        if isinstance(count, bool) or not isinstance(count, int):
-            raise InvalidInputError(f"count must be an int, got {count!r}")
-        if not 1 <= count <= MAX_LEASE_COUNT:
-            raise InvalidInputError(f"count must be in [1, {MAX_LEASE_COUNT}], got {count}")
+        leases.check_lease_count(count)
         if not isinstance(holder, str) or not holder:
             raise InvalidInputError(f"holder must be a non-empty string, got {holder!r}")
-        length = _check_lease_s(lease_s)
+        length = leases.check_lease_s(lease_s)
         tasks: list[LabelTask] = []
         with atomic(self._conn) as c:
             now = self._now()
-            at, until = iso(now), iso(now + length)
-            c.execute(
-                "UPDATE label_leases SET released_at = expires_at, release_reason = 'expired'"
-                " WHERE released_at IS NULL AND expires_at <= ?",
-                (at,),
-            )
+            leases.expire_leases(c, now)
+            skipped = frozenset[str]()
+            if self.skip_cooldown:
+                skipped = skipped_frames(c, holder, iso(now - self.skip_cooldown))
             picks = choose_frames(
-                c, count, at, strategy=self.strategy, rng=self._rng, params=self._params
+                c,
+                count,
+                iso(now),
+                strategy=self.strategy,
+                rng=self._rng,
+                params=self._params,
+                skipped=skipped,
             )
             for pick in picks:
                 lease = Lease(
                     "lease_" + secrets.token_hex(12), pick.frame_id, holder, now,
                     now + length, pick.strategy, pick.model_version,
                 )  # fmt: skip
-                c.execute(
-                    "INSERT INTO label_leases (lease_id, frame_id, holder, leased_at, expires_at,"
-                    " strategy, model_version) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (lease.lease_id, lease.frame_id, holder, at, until, pick.strategy,
-                     pick.model_version),
-                )  # fmt: skip
+                leases.insert_lease(c, lease)
                 tasks.append(self._task(c, lease))
         return tasks
 
@@ -197,27 +179,7 @@ class LabelStore:
         Raises:
             NotFound: no such lease.
         """
-        return self._get_lease(self._conn, lease_id)
-
-    @staticmethod
-    def _get_lease(c: sqlite3.Connection, lease_id: str) -> Lease:
-        row = c.execute(
-            f"SELECT {_LEASE_COLS} FROM label_leases WHERE lease_id = ?", (lease_id,)
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"no label task lease {lease_id!r}")
-        return _lease(row)
-
-    def _open_lease_of(
-        self, c: sqlite3.Connection, lease_id: str, holder: str, admin: bool, now: datetime
-    ) -> Lease:
-        lease = self._get_lease(c, lease_id)
-        if not admin and lease.holder != holder:
-            raise Forbidden(f"lease {lease_id} is held by another labeler")
-        if not lease.is_open(now):
-            state = lease.release_reason or "expired"
-            raise LeaseConflict(f"lease {lease_id} is no longer open ({state})")
-        return lease
+        return leases.get_lease(self._conn, lease_id)
 
     def renew(
         self, lease_id: str, holder: str, lease_s: float = 300.0, *, admin: bool = False
@@ -230,31 +192,34 @@ class LabelStore:
             LeaseConflict: it expired, was released, or its frame was labeled.
             InvalidInputError: a bad ``lease_s``.
         """
-        length = _check_lease_s(lease_s)
+        length = leases.check_lease_s(lease_s)
         with atomic(self._conn) as c:
             now = self._now()
-            self._open_lease_of(c, lease_id, holder, admin, now)
+            leases.open_lease_of(c, lease_id, holder, admin, now)
             c.execute(
                 "UPDATE label_leases SET expires_at = ? WHERE lease_id = ?",
                 (iso(now + length), lease_id),
             )
-            return self._get_lease(c, lease_id)
+            return leases.get_lease(c, lease_id)
 
     def release(self, lease_id: str, holder: str, *, admin: bool = False) -> Lease:
-        """Give an open lease's frame back to the pool now.
+        """Give an open lease's frame back to the pool now (the labeling page's skip).
+
+        Other labelers may lease the frame at once; the lease's holder gets it again only
+        after ``skip_cooldown_s``.
 
         Raises:
             NotFound, Forbidden, LeaseConflict: as for :meth:`renew`.
         """
         with atomic(self._conn) as c:
             now = self._now()
-            self._open_lease_of(c, lease_id, holder, admin, now)
+            leases.open_lease_of(c, lease_id, holder, admin, now)
             c.execute(
                 "UPDATE label_leases SET released_at = ?, release_reason = 'released'"
                 " WHERE lease_id = ?",
                 (iso(now), lease_id),
             )
-            return self._get_lease(c, lease_id)
+            return leases.get_lease(c, lease_id)
 
     def label(
         self,
@@ -284,71 +249,22 @@ class LabelStore:
             Forbidden: ``lease_id`` is held by someone else (and the caller is not an admin).
         """
         with atomic(self._conn) as c:
-            now = self._now()
-            frame = c.execute(
-                "SELECT model_version FROM frames WHERE frame_id = ? AND status = 'accepted'",
-                (frame_id,),
-            ).fetchone()
-            if frame is None:
-                raise NotFound(f"no accepted frame {frame_id!r}")
-            version = frame[0]
-            valid = class_names(c, version)
-            if class_name not in valid:
-                raise UnknownClassName(class_name, version, valid)
-            if lease_id is not None:
-                lease = self._get_lease(c, lease_id)
-                if lease.frame_id != frame_id:
-                    raise InvalidInputError(f"lease {lease_id} is for another frame")
-                if not admin and lease.holder != labeler:
-                    raise Forbidden(f"lease {lease_id} is held by another labeler")
-            previous = self._current(c, frame_id)
-            row = LabelRow(
-                "label_" + secrets.token_hex(12), frame_id, class_name, version, labeler,
-                now, None if previous is None else previous.label_id, lease_id,
+            return labels.store_label(
+                c, frame_id, class_name, labeler, self._now(),
+                lease_id=lease_id, admin=admin, outbox=self.outbox,
             )  # fmt: skip
-            c.execute(
-                f"INSERT INTO labels ({_LABEL_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (row.label_id, frame_id, class_name, version, labeler, iso(now),
-                 row.supersedes, lease_id),
-            )  # fmt: skip
-            c.execute(
-                "UPDATE label_leases SET released_at = ?, release_reason = 'labeled'"
-                " WHERE frame_id = ? AND released_at IS NULL",
-                (iso(now), frame_id),
-            )
-            if self.outbox is not None:
-                self.outbox.enqueue(WAREHOUSE_TABLE, [row.warehouse_row()], conn=c)
-        return row
-
-    @staticmethod
-    def _current(c: sqlite3.Connection, frame_id: str) -> LabelRow | None:
-        row = c.execute(
-            f"SELECT {_LABEL_COLS} FROM labels l WHERE frame_id = ? AND NOT EXISTS"
-            " (SELECT 1 FROM labels n WHERE n.supersedes = l.label_id)",
-            (frame_id,),
-        ).fetchone()
-        return None if row is None else _label(row)
 
     def current_label(self, frame_id: str) -> LabelRow | None:
         """The frame's current label (the newest of its chain), or None."""
-        return self._current(self._conn, frame_id)
+        return labels.current_label(self._conn, frame_id)
 
     def history(self, frame_id: str) -> list[LabelRow]:
         """Every label of ``frame_id``, oldest first (each later one supersedes the one before)."""
-        rows = self._conn.execute(
-            f"SELECT {_LABEL_COLS} FROM labels WHERE frame_id = ? ORDER BY created_at, rowid",
-            (frame_id,),
-        )
-        return [_label(r) for r in rows]
+        return labels.label_history(self._conn, frame_id)
 
     def current_labels(self) -> list[LabelRow]:
         """The current label of every labeled frame, by frame ingest order."""
-        rows = self._conn.execute(
-            f"SELECT {', '.join('l.' + c.strip() for c in _LABEL_COLS.split(','))} FROM labels l"
-            " JOIN frames f ON f.frame_id = l.frame_id WHERE NOT EXISTS"
-            " (SELECT 1 FROM labels n WHERE n.supersedes = l.label_id) ORDER BY f.ingest_seq"
-        )
-        return [_label(r) for r in rows]
+        return labels.current_labels(self._conn)
 
     def class_names(self, model_version: str | None) -> tuple[str, ...]:
         """The class names labels of ``model_version``'s frames are checked against."""

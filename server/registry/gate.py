@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from curator.errors import InvalidInputError
 from curator.wire import ModelInfo
-from server.registry.store import check_metrics
+from server.registry.checks import check_metrics
 
 if TYPE_CHECKING:
     from server.registry.store import ModelRegistry

@@ -193,3 +193,22 @@ def test_two_labelers_pulling_concurrently_through_the_app_never_share_a_frame(a
     a, b = got[app.alice], got[app.bob]
     assert set(a).isdisjoint(b) and len(set(a)) == len(a) and len(set(b)) == len(b)
     assert sorted(a + b) == sorted(app.frames + more)  # 48 tries for 40 frames
+
+
+@pytest.mark.parametrize("cooldown_s", [900.0, 0.0])
+def test_a_skipped_frame_waits_out_the_configured_cool_down_for_its_labeler_only(
+    make_client: Any, settings: Any, cooldown_s: float
+) -> None:
+    with make_client(settings.model_copy(update={"label_skip_cooldown_s": cooldown_s})) as c:
+        tokens = c.app.state.services.tokens
+        alice, bob = tokens.create("labeler").token, tokens.create("labeler").token
+        upload(c.app.state.services, range(1, 2))  # one frame: the strategy can only pick it
+        (task,) = lease(c, alice, count=1).json()["tasks"]
+        release = c.post(f"/v1/label-tasks/{task['lease_id']}/release", headers=bearer(alice))
+        assert release.status_code == 200 and release.json()["release_reason"] == "released"
+        again = [t["frame_id"] for t in lease(c, alice, count=1).json()["tasks"]]
+        assert again == ([] if cooldown_s else [task["frame_id"]])
+        if cooldown_s:  # a colleague gets it at once
+            assert [t["frame_id"] for t in lease(c, bob, count=1).json()["tasks"]] == [
+                task["frame_id"]
+            ]
