@@ -21,7 +21,6 @@ from server.app.deps import CurrentPrincipal, Services
 from server.app.errors import ErrorResponse
 from server.app.services import ServerServices
 from server.auth import Role, require
-from server.jobs.queue import JobQueue, make_huey
 from server.jobs.store import JobStore
 from server.jobs.trigger import trigger
 
@@ -65,23 +64,13 @@ class TriggerView(BaseModel):
     job: JobView | None = Field(description="The snapshot's job, new or existing; null if none.")
 
 
-def _queue(request: Request, services: ServerServices) -> JobQueue:
-    """The app's queue to the workers (SQLite in the data folder, or Redis by setting)."""
-    queue: JobQueue | None = getattr(request.app.state, "job_queue", None)
-    if queue is None:
-        settings = services.settings
-        queue = JobQueue(make_huey(settings.data_dir, settings.jobs_redis_url))
-        request.app.state.job_queue = queue
-    return queue
-
-
 def maybe_train(request: Request, services: ServerServices) -> None:
     """Start a job when ``train_every_labels`` labels arrived since the last one (best effort:
     a failure is logged, never fails the label that was stored)."""
     try:
         outcome = trigger(
             JobStore(services.db),
-            _queue(request, services),
+            services.job_queue,
             every_labels=services.settings.train_every_labels,
         )
     except Exception:
@@ -105,13 +94,13 @@ def maybe_train(request: Request, services: ServerServices) -> None:
     },
 )
 async def request_fine_tune(
-    request: Request, response: Response, services: Services, principal: CurrentPrincipal
+    response: Response, services: Services, principal: CurrentPrincipal
 ) -> TriggerView:
     require(principal, Role.ADMIN)
     outcome = await run_in_threadpool(
         trigger,
         JobStore(services.db),
-        _queue(request, services),
+        services.job_queue,
         every_labels=services.settings.train_every_labels,
         requested_by=principal.token_id,
     )

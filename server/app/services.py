@@ -3,7 +3,9 @@
 No FastAPI here: :class:`ServerServices` is plain Python, opened by the app's lifespan (or by a
 test) and handed to routes through :mod:`server.app.deps`. Opening takes the data folder's lock
 (:mod:`server.datadir`: one server per folder) and starts the dedup snapshotter thread
-(:mod:`server.app.snapshotter`); closing stops it, takes a last snapshot and drops the lock.
+(:mod:`server.app.snapshotter`) and the job lease sweeper (:class:`server.jobs.LeaseSweeper`:
+jobs whose worker died are re-dispatched even while no worker runs); closing stops both, takes a
+last snapshot and drops the lock.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from server.db import SQLiteFile
 from server.dedup import FleetDedup, index_factory
 from server.dedup.snapshot import read_manifest
 from server.ingest import IngestService, restore_dedup
+from server.jobs import JobQueue, JobStore, LeaseSweeper, make_huey, sweep_interval
 from server.settings import ServerSettings
 from server.warehouse import MetadataSink, Outbox, OutboxDrainer, SqliteSink
 
@@ -46,8 +49,10 @@ def open_sink(settings: ServerSettings) -> MetadataSink:
 class ServerServices:
     """The opened stores: catalog and tokens share ``db``; the outbox lives in the same file.
 
-    ``snapshotter`` saves the dedup indexes in the background; ``lock`` is the data folder's lock
-    when these services took it themselves (None when the caller passed one in and keeps it).
+    ``snapshotter`` saves the dedup indexes in the background; ``job_queue`` dispatches jobs to
+    the workers and ``lease_sweeper`` requeues jobs whose lease expired, every
+    ``sweep_interval(job_lease_s)`` seconds; ``lock`` is the data folder's lock when these
+    services took it themselves (None when the caller passed one in and keeps it).
     """
 
     settings: ServerSettings
@@ -60,6 +65,8 @@ class ServerServices:
     drainer: OutboxDrainer
     ingest: IngestService
     snapshotter: DedupSnapshotter
+    job_queue: JobQueue
+    lease_sweeper: LeaseSweeper
     lock: DataDirLock | None
 
     @classmethod
@@ -71,7 +78,7 @@ class ServerServices:
         lock: DataDirLock | None = None,
     ) -> ServerServices:
         """Lock ``settings.data_dir`` (created if missing), open every store under it, restore
-        the dedup indexes and start the snapshotter thread.
+        the dedup indexes and start the snapshotter and lease sweeper threads.
 
         Args:
             settings: the process settings.
@@ -96,6 +103,7 @@ class ServerServices:
                 owned.release()
             raise
         services.snapshotter.start()
+        services.lease_sweeper.start()
         return services
 
     @classmethod
@@ -123,6 +131,7 @@ class ServerServices:
                 max_pixels=settings.max_pixels,
                 snapshot_dir=snapshot_dir,
             )
+            job_queue = JobQueue(make_huey(settings.data_dir, settings.jobs_redis_url))
         except BaseException:
             db.close()
             raise
@@ -137,9 +146,12 @@ class ServerServices:
             interval_s=settings.snapshot_interval_s,
             every_frames=settings.snapshot_every_frames,
         )
+        sweeper = LeaseSweeper(
+            JobStore(db), job_queue, interval_s=sweep_interval(settings.job_lease_s)
+        )
         return cls(
             settings, db, catalog, tokens, blobs, the_sink, outbox, drainer, ingest, snapshotter,
-            lock,
+            job_queue, sweeper, lock,
         )  # fmt: skip
 
     def readiness(self) -> dict[str, str]:
@@ -169,14 +181,16 @@ class ServerServices:
         return checks
 
     def close(self) -> None:
-        """Stop the drainer and the snapshotter, snapshot the dedup indexes (so the next start
-        catches up less), close the stores (errors on close are logged or ignored), then drop
-        the data folder's lock if these services took it."""
+        """Stop the drainer, the lease sweeper and the snapshotter, snapshot the dedup indexes (so
+        the next start catches up less), close the stores and the job queue (errors on close are
+        logged or ignored), then drop the data folder's lock if these services took it."""
         self.drainer.stop()
+        if not self.lease_sweeper.stop():
+            log.warning("lease sweeper still sweeping after 30 s; closing the stores anyway")
         if not self.snapshotter.stop():
             log.warning("dedup snapshotter still saving after 30 s; the final snapshot waits")
         self.snapshotter.snapshot_now("shutdown")  # logged and counted when it fails
-        for close in (self.sink.close, self.outbox.close, self.db.close):
+        for close in (self.sink.close, self.outbox.close, self.job_queue.close, self.db.close):
             with contextlib.suppress(Exception):
                 close()
         if self.lock is not None:

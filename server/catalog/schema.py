@@ -20,7 +20,9 @@
   before each lease), every label ever given (a correction is a new row whose ``supersedes`` is
   the label it corrects: nothing is overwritten), and the class names of a model version.
 - ``jobs`` (``catalog.0005_jobs``, see docs/jobs.md): durable fine-tuning jobs, one per dataset
-  snapshot (``snapshot_key`` UNIQUE), with status, attempts, lease and heartbeat.
+  snapshot (``snapshot_key`` UNIQUE), with status, attempts, lease and heartbeat;
+  ``catalog.0006_job_weights`` adds ``weights_blob``, the blob key of the weights a job trained,
+  recorded before its model version is registered (filled from older results' ``state_blob``).
 """
 
 from __future__ import annotations
@@ -194,11 +196,20 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_status_lease ON jobs (status, lease_expires_at);
 """
 
+_JOB_WEIGHTS = """
+ALTER TABLE jobs ADD COLUMN weights_blob TEXT
+    CHECK (weights_blob IS NULL OR (weights_blob NOT LIKE '/%' AND weights_blob NOT LIKE '%..%'));
+
+UPDATE jobs SET weights_blob = json_extract(result, '$.details.state_blob')
+WHERE json_type(result, '$.details.state_blob') = 'text';
+"""
+
 CATALOG_MIGRATIONS: tuple[Migration, ...] = (
     Migration("catalog.0001_create", _CREATE),
     Migration("catalog.0002_device_heartbeats", _DEVICE_HEARTBEATS),
     Migration("catalog.0003_labeling", _LABELING),
     Migration("catalog.0004_model_registry", _MODEL_REGISTRY),
     Migration("catalog.0005_jobs", _JOBS),
+    Migration("catalog.0006_job_weights", _JOB_WEIGHTS),
 )
 """The catalog's migrations, in order; append new ones, never edit an applied one."""

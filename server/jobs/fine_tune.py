@@ -7,13 +7,17 @@
    blob store and decoded with PIL to uint8 (RGB, or gray when the model is gray), resized to
    the model's input size;
 3. **parent**: the latest promoted model. Its ONNX metadata gives the class names, input size and
-   channels; its weights come from the state blob its job stored (``details.state_blob`` of the
-   succeeded job whose ``model_version`` it is). Without a promoted model: the labels' sorted
+   channels; its weights come from the state blob its job recorded
+   (:meth:`JobContext.weights_of`, the ``jobs.weights_blob`` of its snapshot's job, written
+   before the version was registered). Without a promoted model: the labels' sorted
    class names and ``params["input_size"]`` (default 64), a fresh ``params["arch"]``;
 4. **held-out set**: the frames whose ``sha256(frame_id)`` falls in the lowest fifth
    (:func:`is_held_out`), so every run of a snapshot splits alike and the candidate and the
    current model are scored on the same frames;
-5. **train** with :func:`curator.training.train_model`, store the new state blob, and
+5. **train** with :func:`curator.training.train_model`, store the new state blob and record its
+   key on the job's row (:meth:`JobContext.record_weights`) before registering, so a worker
+   dying between registering and finishing leaves the weights findable and the re-run (step 1)
+   trains nothing; and
 6. **gate**: register the ONNX file for the snapshot and promote it unless it is worse than the
    current model *on this held-out set* by more than ``params["gate_margin"]`` (default
    :data:`server.registry.DEFAULT_MARGIN`), through :func:`server.registry.register_and_gate`
@@ -40,8 +44,8 @@ from curator.errors import DatasetError, InvalidInputError
 from curator.inference import OnnxModel
 from curator.training import classification_metrics, train_model
 from curator.wire import ModelInfo
+from server.jobs.runners import JobContext, JobResult
 from server.jobs.trigger import SnapshotLabel
-from server.jobs.worker import JobContext, JobResult
 from server.registry import DEFAULT_MARGIN, register_and_gate
 
 __all__ = ["HELD_OUT_BUCKETS", "fine_tune_job", "is_held_out", "model_version_for"]
@@ -75,22 +79,9 @@ def _find_parent(ctx: JobContext) -> _Parent | None:
     if current is None:
         return None
     _, onnx = ctx.registry.read_file(current.model_version)
-    key = _state_blob_of(ctx, current.model_version)
+    key = ctx.weights_of(current.model_version)
     state = ctx.registry.blobs.get(key) if key and ctx.registry.blobs.exists(key) else None
     return _Parent(current, OnnxModel(onnx, intra_op_threads=1), state)
-
-
-def _state_blob_of(ctx: JobContext, model_version: str) -> str | None:
-    """The blob key of ``model_version``'s weights, as recorded by the job that made it (the
-    newest job result naming the version and a ``details.state_blob``), or None."""
-    row = ctx.catalog.db.connection.execute(
-        "SELECT json_extract(result, '$.details.state_blob') FROM jobs"
-        " WHERE kind = 'fine_tune' AND json_extract(result, '$.model_version') = ?"
-        " AND json_extract(result, '$.details.state_blob') IS NOT NULL"
-        " ORDER BY finished_at DESC LIMIT 1",
-        (model_version,),
-    ).fetchone()
-    return None if row is None else str(row[0])
 
 
 def _decode(data: bytes, size: tuple[int, int], gray: bool, frame_id: str) -> np.ndarray:
@@ -159,7 +150,7 @@ def fine_tune_job(ctx: JobContext) -> JobResult:
     existing = ctx.existing_model()
     if existing is not None:  # a crashed run registered it already
         reused: dict[str, Any] = {"reused": True}
-        state_blob = _state_blob_of(ctx, existing.model_version)
+        state_blob = ctx.weights_of(existing.model_version)
         if state_blob is not None:  # keep the weights findable for the next run
             reused["state_blob"] = state_blob
         return JobResult(existing.model_version, existing.metrics, existing.promoted, reused)
@@ -208,6 +199,7 @@ def fine_tune_job(ctx: JobContext) -> JobResult:
         if logits is not None:
             current_metrics = _flat_metrics(classification_metrics(held_y, logits, names).as_dict())
     state_blob = ctx.registry.blobs.put(trained.state_dict, "pt")
+    ctx.record_weights(state_blob)  # False: the lease was lost; this run's result is discarded
     parent_version = None if parent is None or parent.state is None else parent.info.model_version
     measured = None
     if parent is not None and current_metrics is not None:

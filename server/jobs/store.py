@@ -7,14 +7,12 @@ worker's heartbeat. huey only carries the ``job_id`` (:mod:`server.jobs.queue`).
 Life of a job::
 
     queued --claim--> running --finish--> succeeded | failed
-               ^          |
-               +----------+  lease expired (requeue_expired): queued again, or failed after
-                             max_attempts
+      ^                  |
+      +------------------+  lease expired (requeue_expired); failed after max_attempts
 
 Every transition is one ``BEGIN IMMEDIATE`` transaction, so two workers never both hold a job.
 Times are ISO 8601 UTC text with microseconds, which sorts like time. The table comes with the
-catalog's migrations (``catalog.0005_jobs``): open a :class:`~server.catalog.Catalog` on the
-file first.
+catalog's migrations: open a :class:`~server.catalog.Catalog` on the file first.
 """
 
 from __future__ import annotations
@@ -24,120 +22,31 @@ import json
 import secrets
 import sqlite3
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from curator.errors import InvalidInputError
 from server.catalog.answers import iso
 from server.db import SQLiteFile, atomic
 from server.errors import NotFound
+from server.jobs import rows
+from server.jobs.rows import COLUMNS, DEFAULT_MAX_ATTEMPTS, JOB_KINDS, Job, JobStatus, job_from_row
 
 if TYPE_CHECKING:
     from server.warehouse.outbox import Outbox
 
 __all__ = ["DEFAULT_MAX_ATTEMPTS", "JOB_KINDS", "Job", "JobStatus", "JobStore"]
 
-JobStatus = Literal["queued", "running", "succeeded", "failed"]
-JOB_KINDS = ("fine_tune",)
-DEFAULT_MAX_ATTEMPTS = 3
-TRAINING_RUNS_TABLE = "training_runs"
-_COLUMNS = (
-    "job_id, kind, snapshot_key, label_watermark, label_count, params, requested_by, status,"
-    " attempts, max_attempts, lease_owner, lease_expires_at, heartbeat_at, created_at,"
-    " dispatched_at, started_at, finished_at, result"
-)
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _time(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
-
-
-@dataclass(frozen=True)
-class Job:
-    """One job row. Times are aware UTC datetimes; ``result`` is the decoded JSON or None.
-
-    Attributes:
-        snapshot_key: the dataset snapshot (:func:`server.jobs.trigger.snapshot_key`); one job,
-            and so one model version, per snapshot.
-        label_watermark: the highest ``labels`` rowid in the snapshot: the snapshot's labels
-            are re-derived from it (:func:`server.jobs.trigger.snapshot_labels`).
-        label_count: how many current labels the snapshot holds.
-        attempts: how many times a worker claimed it.
-    """
-
-    job_id: str
-    kind: str
-    snapshot_key: str
-    label_watermark: int
-    label_count: int
-    params: dict[str, Any]
-    requested_by: str | None
-    status: JobStatus
-    attempts: int
-    max_attempts: int
-    lease_owner: str | None
-    lease_expires_at: datetime | None
-    heartbeat_at: datetime | None
-    created_at: datetime
-    dispatched_at: datetime | None
-    started_at: datetime | None
-    finished_at: datetime | None
-    result: dict[str, Any] | None
-
-    @property
-    def done(self) -> bool:
-        """Succeeded or failed: nothing will run it again (unless :meth:`JobStore.retry`)."""
-        return self.status in ("succeeded", "failed")
-
-
-def _job(row: tuple[Any, ...]) -> Job:
-    (job_id, kind, snapshot, watermark, count, params, requested_by, status, attempts,
-     max_attempts, owner, expires, heartbeat, created, dispatched, started, finished,
-     result) = row  # fmt: skip
-    return Job(
-        job_id, kind, snapshot, watermark, count, json.loads(params), requested_by, status,
-        attempts, max_attempts, owner, _time(expires), _time(heartbeat),
-        datetime.fromisoformat(created), _time(dispatched), _time(started), _time(finished),
-        None if result is None else json.loads(result),
-    )  # fmt: skip
-
-
-def _training_run(job: Job) -> dict[str, Any]:
-    """The warehouse row ``training_runs`` (:data:`server.warehouse.tables.TRAINING_RUNS`) of a
-    finished job."""
-    result = job.result or {}
-    metrics = result.get("metrics")
-    return {
-        "run_id": job.job_id,
-        "snapshot_key": job.snapshot_key,
-        "status": job.status,
-        "started_at": job.started_at,
-        "finished_at": job.finished_at,
-        "metrics": dict(metrics) if isinstance(metrics, Mapping) else {},
-        "model_version": result.get("model_version"),
-    }
-
-
-def _check_lease(lease_s: float) -> timedelta:
-    if isinstance(lease_s, bool) or not isinstance(lease_s, int | float) or not lease_s > 0:
-        raise InvalidInputError(f"lease_s must be a number > 0, got {lease_s!r}")
-    return timedelta(seconds=float(lease_s))
-
 
 class JobStore:
     """Job rows in the catalog's file.
 
     Args:
-        db: the catalog's :class:`~server.db.SQLiteFile` (migrated, ``catalog.0005_jobs``).
+        db: the catalog's :class:`~server.db.SQLiteFile` (migrated).
         clock: the current time (timezone-aware); every method also takes ``now`` to override it.
     """
 
-    def __init__(self, db: SQLiteFile, *, clock: Callable[[], datetime] = _utc_now) -> None:
+    def __init__(self, db: SQLiteFile, *, clock: Callable[[], datetime] = rows.utc_now) -> None:
         self.db = db
         self._clock = clock
 
@@ -169,34 +78,20 @@ class JobStore:
             InvalidInputError: an unknown kind, an empty snapshot key, negative counts,
                 ``max_attempts < 1`` or params that are not a JSON object.
         """
-        if kind not in JOB_KINDS:
-            raise InvalidInputError(f"kind must be one of {list(JOB_KINDS)}, got {kind!r}")
-        if not isinstance(snapshot_key, str) or not 1 <= len(snapshot_key) <= 200:
-            raise InvalidInputError(f"snapshot_key must be 1-200 characters, got {snapshot_key!r}")
-        for name, value, low in (
-            ("label_watermark", label_watermark, 0),
-            ("label_count", label_count, 0),
-            ("max_attempts", max_attempts, 1),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise InvalidInputError(f"{name} must be an int >= {low}, got {value!r}")
-        if params is not None and not isinstance(params, Mapping):
-            raise InvalidInputError(f"params must be a mapping, got {params!r}")
-        try:
-            params_json = json.dumps(dict(params or {}), sort_keys=True, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInputError(f"params must be JSON-serialisable: {exc}") from None
+        params_json = rows.check_new_job(
+            kind, snapshot_key, label_watermark, label_count, max_attempts, params
+        )
         created_at = self._now(now)
         with atomic(conn or self.db.connection) as c:
             row = c.execute(
-                f"SELECT {_COLUMNS} FROM jobs WHERE snapshot_key = ?", (snapshot_key,)
+                f"SELECT {COLUMNS} FROM jobs WHERE snapshot_key = ?", (snapshot_key,)
             ).fetchone()
             if row is not None:
-                return _job(row), False
+                return job_from_row(row), False
             job_id = f"job_{secrets.token_hex(8)}"
             c.execute(
-                f"INSERT INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?,"
-                " NULL, NULL, NULL, ?, NULL, NULL, NULL, NULL)",
+                f"INSERT INTO jobs ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?,"
+                " NULL, NULL, NULL, ?, NULL, NULL, NULL, NULL, NULL)",
                 (job_id, kind, snapshot_key, label_watermark, label_count, params_json,
                  requested_by, max_attempts, created_at),
             )  # fmt: skip
@@ -213,20 +108,20 @@ class JobStore:
     def list(self, status: JobStatus | None = None, limit: int = 100) -> list[Job]:
         """Jobs, newest first, optionally of one status."""
         where, args = ("WHERE status = ?", (status,)) if status else ("", ())
-        rows = self.db.connection.execute(
-            f"SELECT {_COLUMNS} FROM jobs {where} ORDER BY created_at DESC, rowid DESC LIMIT ?",
+        found = self.db.connection.execute(
+            f"SELECT {COLUMNS} FROM jobs {where} ORDER BY created_at DESC, rowid DESC LIMIT ?",
             (*args, limit),
         )
-        return [_job(r) for r in rows]
+        return [job_from_row(r) for r in found]
 
     def latest(self, kind: str = "fine_tune") -> Job | None:
         """The job of ``kind`` created last, or None."""
         row = self.db.connection.execute(
-            f"SELECT {_COLUMNS} FROM jobs WHERE kind = ? ORDER BY created_at DESC, rowid DESC"
+            f"SELECT {COLUMNS} FROM jobs WHERE kind = ? ORDER BY created_at DESC, rowid DESC"
             " LIMIT 1",
             (kind,),
         ).fetchone()
-        return None if row is None else _job(row)
+        return None if row is None else job_from_row(row)
 
     def mark_dispatched(self, job_id: str, *, now: datetime | None = None) -> None:
         """Record that a huey message for ``job_id`` was enqueued now."""
@@ -251,7 +146,7 @@ class JobStore:
             NotFound: no such job.
             InvalidInputError: ``lease_s`` is not > 0 or ``owner`` is empty.
         """
-        lease = _check_lease(lease_s)
+        lease = rows.check_lease(lease_s)
         if not isinstance(owner, str) or not owner:
             raise InvalidInputError(f"owner must be a non-empty string, got {owner!r}")
         moment = self._clock() if now is None else now
@@ -282,7 +177,7 @@ class JobStore:
             False when ``owner`` no longer holds the job (its lease expired and another worker
             took it, or it finished): the caller should stop and discard its work.
         """
-        lease = _check_lease(lease_s)
+        lease = rows.check_lease(lease_s)
         moment = self._clock() if now is None else now
         cursor = self.db.connection.execute(
             "UPDATE jobs SET heartbeat_at = ?, lease_expires_at = ?"
@@ -321,7 +216,9 @@ class JobStore:
                 return False
             if outbox is not None:
                 outbox.enqueue(
-                    TRAINING_RUNS_TABLE, [_training_run(self._require(c, job_id))], conn=c
+                    rows.TRAINING_RUNS_TABLE,
+                    [rows.training_run_row(self._require(c, job_id))],
+                    conn=c,
                 )
         return True
 
@@ -338,9 +235,9 @@ class JobStore:
         at = self._now(now)
         with atomic(self.db.connection) as c:
             expired = [
-                _job(r)
+                job_from_row(r)
                 for r in c.execute(
-                    f"SELECT {_COLUMNS} FROM jobs WHERE status = 'running'"
+                    f"SELECT {COLUMNS} FROM jobs WHERE status = 'running'"
                     " AND lease_expires_at <= ? ORDER BY created_at",
                     (at,),
                 )
@@ -356,9 +253,9 @@ class JobStore:
                         (job.job_id,),
                     )
             dispatch = [
-                _job(r)
+                job_from_row(r)
                 for r in c.execute(
-                    f"SELECT {_COLUMNS} FROM jobs WHERE status = 'queued'"
+                    f"SELECT {COLUMNS} FROM jobs WHERE status = 'queued'"
                     " AND (dispatched_at IS NULL OR job_id IN"
                     f" ({', '.join('?' * len(expired))})) ORDER BY created_at",
                     [j.job_id for j in expired],
@@ -396,7 +293,7 @@ class JobStore:
     def _require(c: sqlite3.Connection, job_id: str) -> Job:
         if not isinstance(job_id, str):
             raise InvalidInputError(f"job_id must be a str, got {job_id!r}")
-        row = c.execute(f"SELECT {_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        row = c.execute(f"SELECT {COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         if row is None:
             raise NotFound(f"no job {job_id!r}")
-        return _job(row)
+        return job_from_row(row)

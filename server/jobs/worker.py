@@ -1,148 +1,35 @@
-"""Running jobs: :func:`run_job` (claim, run with a heartbeat, finish), the lease sweeper
-:func:`requeue_expired`, and :class:`Worker`, the loop behind ``curator-server worker``.
+"""Running jobs: :func:`run_job` (claim, run with a heartbeat, finish) and :class:`Worker`,
+the loop behind ``curator-server worker``, with its lease sweeper thread
+(:class:`~server.jobs.sweeper.LeaseSweeper`).
 
-The seam to training is :data:`JOB_RUNNERS`: job kind -> a function of a :class:`JobContext`
-returning a :class:`JobResult`. A runner must be idempotent per snapshot: a job re-run after a
-crash must not make a second model version. The registry enforces one version per snapshot;
-a runner first asks :meth:`JobContext.existing_model` and returns that version if the crashed
-run already registered one, else it trains and registers with ``snapshot_key=job.snapshot_key``
-(:func:`server.registry.register_and_gate`).
+What a job runs is looked up in :data:`~server.jobs.runners.JOB_RUNNERS` (job kind -> a function
+of a :class:`~server.jobs.runners.JobContext`); :mod:`server.jobs.runners` describes the seam.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import os
 import secrets
 import socket
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Iterator, Mapping
 
-from curator.errors import InvalidInputError, MissingDependencyError
-from curator.wire import ModelInfo
+from curator.errors import InvalidInputError
 from server.blobs import open_blob_store
 from server.catalog import Catalog
 from server.jobs.queue import JobQueue, make_huey
+from server.jobs.runners import JOB_RUNNERS, JobContext, JobResult, JobRunner, load_runner
 from server.jobs.store import Job, JobStore
-from server.jobs.trigger import SnapshotLabel, snapshot_labels
+from server.jobs.sweeper import LeaseSweeper, sweep_interval
 from server.registry import ModelRegistry
 from server.settings import ServerSettings
 from server.warehouse import Outbox
 
-__all__ = [
-    "DEFAULT_FINE_TUNE_RUNNER",
-    "JOB_RUNNERS",
-    "JobContext",
-    "JobResult",
-    "JobRunner",
-    "Worker",
-    "load_runner",
-    "open_worker",
-    "requeue_expired",
-    "run_job",
-]
+__all__ = ["Worker", "open_worker", "run_job", "worker_id"]
 
 log = logging.getLogger(__name__)
-DEFAULT_FINE_TUNE_RUNNER = "server.jobs.fine_tune:fine_tune_job"
-"""Where the default ``fine_tune`` runner is looked up (lazily, when a job runs)."""
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class JobResult:
-    """What a runner made: the model version (None if none), its held-out metrics, whether the
-    gate promoted it, and anything else worth keeping with the job (JSON values)."""
-
-    model_version: str | None
-    metrics: Mapping[str, float] = field(default_factory=dict)
-    promoted: bool | None = None
-    details: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "model_version": self.model_version,
-            "metrics": dict(self.metrics),
-            "promoted": self.promoted,
-            "details": dict(self.details),
-        }
-
-
-@dataclass
-class JobContext:
-    """What a runner gets: the claimed job, the catalog and the registry.
-
-    Attributes:
-        lease_lost: set when a heartbeat found the lease taken by another worker; a long runner
-            may check it and stop early (its result would be discarded anyway).
-    """
-
-    job: Job
-    catalog: Catalog
-    registry: ModelRegistry
-    lease_lost: threading.Event
-
-    @property
-    def snapshot_key(self) -> str:
-        return self.job.snapshot_key
-
-    @property
-    def params(self) -> Mapping[str, Any]:
-        return self.job.params
-
-    def labels(self) -> list[SnapshotLabel]:
-        """The snapshot's labels (exactly those the job was created for)."""
-        return snapshot_labels(self.catalog.db.connection, self.job.label_watermark)
-
-    def existing_model(self) -> ModelInfo | None:
-        """The model version already registered for this snapshot (a crashed run's), or None."""
-        row = self.catalog.db.connection.execute(
-            "SELECT model_version FROM model_versions WHERE snapshot_key = ?",
-            (self.job.snapshot_key,),
-        ).fetchone()
-        return None if row is None else self.registry.get(row[0])
-
-
-JobRunner = Callable[[JobContext], JobResult]
-
-
-def load_runner(spec: str) -> JobRunner:
-    """The function named ``"package.module:function"``, imported now.
-
-    Raises:
-        InvalidInputError: ``spec`` is not ``module:function`` or names nothing callable.
-        MissingDependencyError: the module cannot be imported.
-    """
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise InvalidInputError(f"a job runner must be 'module:function', got {spec!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"job runner {spec!r}: cannot import {module_name!r} ({exc}); for fine-tuning "
-            "install the train extra: pip install 'curator[train]'"
-        ) from exc
-    runner = getattr(module, attr, None)
-    if not callable(runner):
-        raise InvalidInputError(f"job runner {spec!r}: {module_name} has no function {attr!r}")
-    return runner  # type: ignore[no-any-return]
-
-
-def _default_fine_tune(ctx: JobContext) -> JobResult:
-    return load_runner(DEFAULT_FINE_TUNE_RUNNER)(ctx)
-
-
-JOB_RUNNERS: dict[str, JobRunner] = {"fine_tune": _default_fine_tune}
-"""Job kind -> runner. The default ``fine_tune`` runner imports
-:data:`DEFAULT_FINE_TUNE_RUNNER` when a job runs; ``job_runner`` in the settings replaces it."""
 
 
 def _heartbeat(
@@ -212,26 +99,6 @@ def run_job(
     return store.get(job_id)
 
 
-def requeue_expired(store: JobStore, queue: JobQueue, now: datetime | None = None) -> list[Job]:
-    """The lease sweeper: requeue running jobs whose lease expired (or fail them after
-    ``max_attempts``) and dispatch them through huey again, with never-dispatched queued jobs.
-
-    Run by every worker and periodically by the server; several sweepers at once are safe
-    (the store's transaction decides, and a duplicate message is a no-op).
-
-    Returns:
-        The jobs dispatched.
-    """
-    dispatch, failed = store.expire_leases(now=now)
-    for job in failed:
-        log.error("job %s failed: %s", job.job_id, (job.result or {}).get("error"))
-    for job in dispatch:
-        queue.dispatch(job.job_id)
-        store.mark_dispatched(job.job_id, now=now)
-        log.info("job %s re-dispatched (attempts so far %d)", job.job_id, job.attempts)
-    return dispatch
-
-
 def worker_id() -> str:
     """A lease owner name unique to this worker: ``host:pid:random``."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
@@ -246,7 +113,7 @@ class Worker:
         runners: job kind -> runner (default :data:`JOB_RUNNERS`).
         lease_s: the lease taken on each job; heartbeats every third of it.
         poll_s: the pause when the queue is empty.
-        sweep_s: seconds between sweeps (default a quarter of the lease).
+        sweep_s: seconds between sweeps (default :func:`~server.jobs.sweeper.sweep_interval`).
     """
 
     def __init__(
@@ -267,7 +134,7 @@ class Worker:
         self.store, self.queue, self.catalog, self.registry = store, queue, catalog, registry
         self.runners = dict(JOB_RUNNERS if runners is None else runners)
         self.lease_s, self.poll_s = lease_s, poll_s
-        self.sweep_s = sweep_s if sweep_s is not None else min(max(lease_s / 4, 0.1), 30.0)
+        self.sweep_s = sweep_s if sweep_s is not None else sweep_interval(lease_s)
         self.owner = owner or worker_id()
         self.stop_event = threading.Event()
         queue.bind(self.run_job)
@@ -279,18 +146,10 @@ class Worker:
             runners=self.runners, owner=self.owner, lease_s=self.lease_s,
         )  # fmt: skip
 
-    def _sweep_loop(self) -> None:
-        while not self.stop_event.is_set():
-            try:
-                requeue_expired(self.store, self.queue)
-            except Exception:
-                log.exception("lease sweep failed")
-            self.stop_event.wait(self.sweep_s)
-
     def run(self) -> None:
         """Run until :meth:`stop`: the current job finishes, then the loop returns."""
         log.info("worker %s started (lease %ss)", self.owner, self.lease_s)
-        sweeper = threading.Thread(target=self._sweep_loop, name="lease-sweeper", daemon=True)
+        sweeper = LeaseSweeper(self.store, self.queue, interval_s=self.sweep_s)
         sweeper.start()
         try:
             while not self.stop_event.is_set():
@@ -303,7 +162,7 @@ class Worker:
                     self.stop_event.wait(self.poll_s)
         finally:
             self.stop_event.set()
-            sweeper.join()
+            sweeper.stop()
             log.info("worker %s stopped", self.owner)
 
     def stop(self) -> None:

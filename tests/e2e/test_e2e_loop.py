@@ -1,10 +1,17 @@
 """The whole loop with real processes: an edge selector uploads to a uvicorn server, labels go in
 through the API, a worker trains, exports and promotes a model, and the selector's next uploads
-carry the new model version.
+carry the new model version (must-show 5). Then the gate (must-show 6): corrections shuffle the
+training frames' labels, the candidate trained on them is registered but not promoted, and the
+selector keeps the promoted model.
+
+Labels follow a rule a small CNN can learn from the pixels (a frame brighter than the median of
+the labeled frames is one class, darker the other), so the promoted model beats chance on the
+held-out frames and a candidate trained on swapped labels falls below it.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import sqlite3
@@ -16,14 +23,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
+from PIL import Image
 from testkit.models import write_linear_onnx
 from testkit.server import ROOT, ServeProcess, clean_env, create_token, issue_token
 from testkit.videos import bikes_path
 
+from server.jobs.fine_tune import is_held_out
+
 pytestmark = pytest.mark.integration
 
 DEVICE = "cam-loop"
+N_LABELS = 30
 
 
 def _wait(what: str, timeout: float, probe: Callable[[], Any]) -> Any:
@@ -36,20 +48,77 @@ def _wait(what: str, timeout: float, probe: Callable[[], Any]) -> Any:
     raise AssertionError(f"{what}: not within {timeout} s")
 
 
-def _versions_uploaded(data: Path) -> set[str]:
-    """Model versions of the device's uploads, as the warehouse logged each one (an image the
+def _uploads_by_version(data: Path) -> dict[str, int]:
+    """Model version -> uploads of the device, as the warehouse logged each one (an image the
     server had seen before keeps its first catalog row, but every upload gets its own log)."""
     path = data / "warehouse.sqlite"
     if not path.exists():
-        return set()
+        return {}
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
         try:
             rows = conn.execute(
-                "SELECT DISTINCT model_version FROM frames WHERE device_id = ?", (DEVICE,)
+                "SELECT model_version, count(*) FROM frames WHERE device_id = ?"
+                " GROUP BY model_version",
+                (DEVICE,),
             ).fetchall()
         except sqlite3.OperationalError:  # the drainer has not created the table yet
-            return set()
-        return {r[0] for r in rows}
+            return {}
+        return {r[0]: int(r[1]) for r in rows}
+
+
+def _versions_uploaded(data: Path) -> set[str]:
+    return set(_uploads_by_version(data))
+
+
+class _Api:
+    """The server's HTTP API as the labeling team and an admin use it."""
+
+    def __init__(self, base: str, labeler: str, admin: str) -> None:
+        self.client = httpx.Client(base_url=base, timeout=30)
+        self.labeler = {"Authorization": f"Bearer {labeler}"}
+        self.admin = {"Authorization": f"Bearer {admin}"}
+
+    def lease_tasks(self, count: int) -> list[dict[str, Any]]:
+        """``count`` label tasks, waiting for the device's uploads when there are fewer."""
+        tasks: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 90
+        while len(tasks) < count:
+            assert time.monotonic() < deadline, f"only {len(tasks)} tasks within 90 s"
+            got = self.client.post(
+                "/v1/label-tasks/lease", json={"count": count - len(tasks)}, headers=self.labeler
+            ).json()["tasks"]
+            tasks += got
+            if not got:
+                time.sleep(0.5)
+        return tasks
+
+    def brightness(self, frame_id: str) -> float:
+        image = self.client.get(f"/v1/frames/{frame_id}/image", headers=self.labeler)
+        assert image.status_code == 200, image.text
+        with Image.open(io.BytesIO(image.content)) as opened:
+            return float(np.asarray(opened.convert("L"), dtype=np.float32).mean())
+
+    def label(self, frame_id: str, class_name: str, lease_id: str | None = None) -> None:
+        answer = self.client.post(
+            "/v1/labels",
+            json={"frame_id": frame_id, "class_name": class_name, "lease_id": lease_id},
+            headers=self.labeler,
+        )
+        assert answer.status_code == 201, answer.text
+
+    def fine_tune(self, logs: Path) -> dict[str, Any]:
+        """Ask for a run as an admin and wait for the job to end; returns the job."""
+        asked = self.client.post("/v1/jobs/fine-tune", headers=self.admin)
+        assert asked.status_code == 202, asked.text
+        job_id = asked.json()["job"]["job_id"]
+
+        def finished() -> dict[str, Any] | None:
+            body: dict[str, Any] = self.client.get(f"/v1/jobs/{job_id}", headers=self.admin).json()
+            return body if body["status"] in ("succeeded", "failed") else None
+
+        job: dict[str, Any] = _wait("the fine-tuning job", 240, finished)
+        assert job["status"] == "succeeded", (job, logs.read_text()[-3000:])
+        return job
 
 
 def test_selector_uploads_labels_train_promote_and_the_selector_switches(tmp_path: Path) -> None:
@@ -75,47 +144,56 @@ def test_selector_uploads_labels_train_promote_and_the_selector_switches(tmp_pat
          "--duplicate-similarity", "1.5", "--model-poll-s", "1", "--progress", "off"],
         cwd=ROOT, stdout=selector_log, stderr=subprocess.STDOUT, env=env,
     )  # fmt: skip
-    api = httpx.Client(base_url=server.base, timeout=30)
+    api = _Api(server.base, labeler, admin)
     try:
         _wait("lin-1 uploads", 90, lambda: "lin-1" in _versions_uploaded(data))
-        labeled = 0
-        while labeled < 30:  # label what the device sent, two classes by the model's guess
-            tasks = api.post(
-                "/v1/label-tasks/lease", json={"count": 10},
-                headers={"Authorization": f"Bearer {labeler}"},
-            ).json()["tasks"]  # fmt: skip
-            if not tasks:
-                time.sleep(0.5)
-                continue
-            for task in tasks:
-                names = task["class_names"]
-                answer = api.post(
-                    "/v1/labels",
-                    json={"frame_id": task["frame_id"], "class_name": names[labeled % 2],
-                          "lease_id": task["lease_id"]},
-                    headers={"Authorization": f"Bearer {labeler}"},
-                )  # fmt: skip
-                assert answer.status_code == 201, answer.text
-                labeled += 1
-        asked = api.post("/v1/jobs/fine-tune", headers={"Authorization": f"Bearer {admin}"})
-        assert asked.status_code == 202, asked.text
-        job_id = asked.json()["job"]["job_id"]
-
-        def finished() -> dict[str, Any] | None:
-            job = api.get(f"/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {admin}"})
-            body: dict[str, Any] = job.json()
-            return body if body["status"] in ("succeeded", "failed") else None
-
-        job = _wait("the fine-tuning job", 240, finished)
-        assert job["status"] == "succeeded", (job, (tmp_path / "worker.log").read_text()[-3000:])
+        tasks = api.lease_tasks(N_LABELS)
+        names = tasks[0]["class_names"]
+        light = {t["frame_id"]: api.brightness(t["frame_id"]) for t in tasks}
+        median = float(np.median(list(light.values())))
+        truth = {f: names[int(v > median)] for f, v in light.items()}
+        for task in tasks:
+            api.label(task["frame_id"], truth[task["frame_id"]], task["lease_id"])
+        job = api.fine_tune(tmp_path / "worker.log")
         new_version = job["result"]["model_version"]
         assert job["result"]["promoted"], job
-        latest = api.get("/v1/models/latest", headers={"Authorization": f"Bearer {device_token}"})
+        device = {"Authorization": f"Bearer {device_token}"}
+        latest = api.client.get("/v1/models/latest", headers=device)
         assert latest.json()["model_version"] == new_version
         _wait(f"uploads of {new_version}", 90, lambda: new_version in _versions_uploaded(data))
+
+        # must-show 6: the training frames' labels swapped between the classes (a shuffle of
+        # the labels that moves every one), the held-out frames' kept; the candidate is worse
+        train = sorted(f for f in truth if not is_held_out(f))
+        for frame_id in train:
+            api.label(frame_id, names[1 - names.index(truth[frame_id])])
+        bad = api.fine_tune(tmp_path / "worker.log")
+        candidate = bad["result"]["model_version"]
+        assert candidate != new_version and bad["result"]["promoted"] is False, bad
+        reason = bad["result"]["details"]["gate_reason"]
+        assert reason.startswith("not promoted"), bad
+        current = bad["result"]["details"]["current_metrics"]
+        assert bad["result"]["metrics"]["accuracy"] < current["accuracy"] - 0.02, bad
+        listed = api.client.get("/v1/models", headers=api.admin)
+        registered = {m["model_version"]: m for m in listed.json()}
+        assert registered[candidate]["promoted"] is False, listed.text  # kept, not promoted
+        still = api.client.get("/v1/models/latest", headers=device)
+        assert still.json()["model_version"] == new_version
+        assert still.headers["etag"] == latest.headers["etag"]
+        # the selector keeps uploading with the promoted model and never fetches the candidate
+        before = _uploads_by_version(data).get(new_version, 0)
+        _wait(
+            "more uploads of the promoted model",
+            60,
+            lambda: _uploads_by_version(data).get(new_version, 0) > before + 5,
+        )
+        assert candidate not in _versions_uploaded(data)
+        models_dir = tmp_path / "edge.db.models"
+        assert not list(models_dir.glob(f"{candidate}*")), list(models_dir.iterdir())
+        assert candidate not in (tmp_path / "selector.log").read_text()
         assert selector.poll() is None
     finally:
-        api.close()
+        api.client.close()
         for proc in (selector, worker):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

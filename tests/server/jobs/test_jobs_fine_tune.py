@@ -21,9 +21,11 @@ from server.ingest import IngestService
 from server.jobs import (
     JobContext,
     JobQueue,
+    JobResult,
     JobStore,
     load_runner,
     make_huey,
+    requeue_expired,
     run_job,
     trigger,
 )
@@ -215,3 +217,51 @@ def test_finish_enqueues_the_training_run_row_in_its_transaction(
     assert row["run_id"] == job.job_id and row["snapshot_key"] == job.snapshot_key
     assert row["status"] == "succeeded" and row["model_version"] == "ft-x"
     assert row["metrics"] == {"accuracy": 0.5} and row["finished_at"] is not None
+
+
+class _WorkerDied(BaseException):
+    """Stands for SIGKILL: escapes run_job's error handling, so nothing is finished."""
+
+
+def test_a_worker_dying_between_register_and_finish_loses_no_weights_and_trains_once(
+    service: IngestService,
+    labeled: dict[str, str],
+    parts: tuple[JobStore, JobQueue, ModelRegistry],
+) -> None:
+    store, queue, registry = parts
+    job = trigger(store, queue, every_labels=1, params={**PARAMS, "epochs": 1}).job
+    assert job is not None
+    trained: list[str] = []
+
+    def register_then_die(ctx: JobContext) -> JobResult:
+        result = fine_tune_job(ctx)  # trains, records the weights, registers the version
+        trained.append(str(result.model_version))
+        raise _WorkerDied
+
+    with pytest.raises(_WorkerDied):
+        run_job(
+            job.job_id, store=store, catalog=service.catalog, registry=registry,
+            runners={"fine_tune": register_then_die}, owner="w1", lease_s=60,
+        )  # fmt: skip
+    died = store.get(job.job_id)
+    assert died.status == "running" and died.result is None  # never finished
+    assert died.weights_blob is not None and service.blobs.exists(died.weights_blob)
+    version = model_version_for(job.snapshot_key)
+    assert trained == [version] and registry.get(version).snapshot_key == job.snapshot_key
+
+    later = datetime(2100, 1, 1, tzinfo=UTC)  # the dead worker's lease has long expired
+    assert [j.job_id for j in requeue_expired(store, queue, now=later)] == [job.job_id]
+    _run(service, store, registry, job.job_id)  # the real runner, in another worker
+    done = store.get(job.job_id)
+    assert done.status == "succeeded" and done.attempts == 2, done.result
+    assert done.result is not None and done.result["model_version"] == version
+    assert done.result["details"] == {"reused": True, "state_blob": died.weights_blob}
+    assert trained == [version]  # the re-run trained nothing
+    rows = service.catalog.db.connection.execute(
+        "SELECT model_version FROM model_versions WHERE snapshot_key = ?", (job.snapshot_key,)
+    ).fetchall()
+    assert rows == [(version,)]
+    # the next run finds the weights to start from, though the job that made them died
+    ctx = JobContext(done, service.catalog, registry, threading.Event())
+    assert ctx.weights_of(version) == died.weights_blob
+    assert len(service.blobs.get(died.weights_blob)) > 0

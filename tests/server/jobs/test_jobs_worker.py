@@ -96,7 +96,7 @@ def test_a_failing_runner_fails_the_job_with_its_error(
 
 def test_the_default_fine_tune_runner_is_the_training_adapter() -> None:
     from server.jobs.fine_tune import fine_tune_job
-    from server.jobs.worker import DEFAULT_FINE_TUNE_RUNNER, load_runner
+    from server.jobs.runners import DEFAULT_FINE_TUNE_RUNNER, load_runner
 
     assert load_runner(DEFAULT_FINE_TUNE_RUNNER) is fine_tune_job
 
