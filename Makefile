@@ -10,7 +10,7 @@ APT_PACKAGES := dataset-fashion-mnist redis-server chromium
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: help setup uv apt sync demo test test-all bench lint format clean
+.PHONY: help setup uv apt sync demo test test-all bench bench-al lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -49,6 +49,11 @@ bench: setup ## run the benchmarks (about 27 min) and write benchmarks/results/
 	$(UV) run --frozen python benchmarks/dedup_bikes.py --out benchmarks/results/dedup_bikes.json
 	$(UV) run --frozen python benchmarks/bench_ingest.py --out benchmarks/results/bench_ingest.json
 	$(UV) run --frozen python benchmarks/bench_edge.py --out benchmarks/results/bench_edge.json
+
+bench-al: setup ## the active-learning benchmark (about 75-90 min on 2 cores; run it alone)
+	$(UV) run --frozen python benchmarks/bench_active_learning.py --seeds 0 1 2 \
+		--out benchmarks/results/bench_active_learning.json \
+		--plot benchmarks/results/bench_active_learning.png
 
 lint: setup ## ruff and mypy
 	$(UV) run --frozen ruff check .

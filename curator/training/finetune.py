@@ -36,7 +36,15 @@ from curator.inference.preprocess import preprocess_frames
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Evaluation", "FineTuneResult", "classification_metrics", "evaluate", "finetune"]
+__all__ = [
+    "Evaluation",
+    "FineTuneResult",
+    "classification_metrics",
+    "evaluate",
+    "finetune",
+    "logits_of",
+    "outputs_of",
+]
 
 _EVAL_BATCH = 256
 
@@ -185,23 +193,39 @@ def check_seed(seed: Any) -> int:
     return int(seed)
 
 
+def outputs_of(
+    module: torch.nn.Module, inputs: npt.NDArray[np.float32]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``module`` in eval mode on preprocessed ``(N, C, H, W)`` inputs, in chunks.
+
+    Returns:
+        ``(embedding, logits)``: ``(N, D)`` and ``(N, K)`` float32. The module's training mode
+        is restored afterwards.
+    """
+    torch = require("torch", extra="train")
+    was_training = module.training
+    module.eval()
+    embeddings: list[np.ndarray] = []
+    logits: list[np.ndarray] = []
+    try:
+        with torch.inference_mode():
+            for i in range(0, len(inputs), _EVAL_BATCH):
+                embedding, logit = module(torch.from_numpy(inputs[i : i + _EVAL_BATCH]))
+                embeddings.append(embedding.numpy())
+                logits.append(logit.numpy())
+    finally:
+        module.train(was_training)
+    if not logits:
+        return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
+    return np.concatenate(embeddings), np.concatenate(logits)
+
+
 def logits_of(module: torch.nn.Module, inputs: npt.NDArray[np.float32]) -> np.ndarray:
     """Run ``module`` in eval mode on preprocessed ``(N, C, H, W)`` inputs; ``(N, K)`` logits.
 
     The module's training mode is restored afterwards.
     """
-    torch = require("torch", extra="train")
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            chunks = [
-                module(torch.from_numpy(inputs[i : i + _EVAL_BATCH]))[1].numpy()
-                for i in range(0, len(inputs), _EVAL_BATCH)
-            ]
-    finally:
-        module.train(was_training)
-    return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+    return outputs_of(module, inputs)[1]
 
 
 def evaluate(
@@ -239,7 +263,9 @@ def finetune(
     seed: int = 0,
     held_out: tuple[Any, Any] | None = None,
 ) -> FineTuneResult:
-    """Train ``module`` with cross-entropy on labeled uint8 frames (Adam, shuffled mini-batches).
+    """Train ``module`` with cross-entropy on labeled uint8 frames (Adam, shuffled mini-batches,
+    the step size annealed from ``learning_rate`` to zero along a cosine over all the steps, so
+    that the last weights are not a noisy point of a constant-rate walk).
 
     Args:
         module: a network whose ``forward(x)`` returns ``(embedding, logits)`` with
@@ -251,7 +277,7 @@ def finetune(
         metadata: the model's metadata: preprocessing and class names.
         epochs: passes over the frames (0 only evaluates).
         batch_size: frames per step; a last batch of one frame is dropped (BatchNorm).
-        learning_rate: Adam's step size.
+        learning_rate: Adam's initial step size.
         weight_decay: Adam's L2 penalty.
         seed: seeds the shuffling (torch's global generator is left as it was).
         held_out: ``(frames, labels)`` to score the trained network on.
@@ -276,6 +302,10 @@ def finetune(
     optimizer = torch.optim.Adam(
         module.parameters(), lr=float(learning_rate), weight_decay=float(weight_decay)
     )
+    steps = epochs * sum(
+        1 for start in range(0, len(x), batch_size) if not (len(x) - start < 2 < len(x))
+    )
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
     generator = torch.Generator().manual_seed(seed)
     module.train()
     for _ in range(epochs):
@@ -290,6 +320,7 @@ def finetune(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            schedule.step()
             total += float(loss.detach()) * len(idx)
             count += len(idx)
         losses.append(total / max(count, 1))
