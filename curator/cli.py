@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -20,62 +22,36 @@ from curator.errors import CuratorError
 __all__ = ["main"]
 
 
-def _progress_bars() -> Callable[[str, int], Callable[[int], None]]:
-    """Progress bars on stderr through tqdm, or one line per stage when it is missing."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
+def _status_line(started: float) -> Callable[[str], None]:
+    """Print each step of the demo on stderr with the minutes and seconds since the start."""
 
-        def plain(description: str, total: int) -> Callable[[int], None]:
-            print(f"{description} ({total})...", file=sys.stderr)
-            return lambda n: None
+    def status(line: str) -> None:
+        elapsed = int(time.monotonic() - started)
+        print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {line}", file=sys.stderr, flush=True)
 
-        return plain
-
-    bars: list[tqdm[Any]] = []
-
-    def bar(description: str, total: int) -> Callable[[int], None]:
-        for old in bars:
-            old.close()
-        bars.append(tqdm(total=total, desc=description, unit="frame", leave=True))
-        update: Callable[[int], None] = bars[-1].update
-        return update
-
-    return bar
+    return status
 
 
 def _demo(args: argparse.Namespace) -> int:
     from curator.demo import DemoConfig, run_demo
+    from curator.demo.report import summary_rows
 
-    config = DemoConfig(
-        seed=args.seed,
-        seed_labels=args.seed_labels,
-        objects=args.objects,
-        hold=args.hold,
-        keep_ratio=args.keep_ratio,
-        label_budget=args.label_budget,
-        dedup_threshold=args.dedup_threshold,
-        out_dir=args.out,
-    )
+    values = {f.name: getattr(args, f.name) for f in fields(DemoConfig)}
+    config = DemoConfig(**values)
+    if args.quick:
+        config = config.quick()
     print(
-        "curator demo: the library flow on Fashion-MNIST in one process (seed model -> ONNX ->\n"
-        "streaming selection -> FAISS near-duplicate removal -> pool selection -> retrain).\n"
-        "The fleet demo with a real server and edge processes is not built yet.",
+        f"curator demo: {config.devices} cameras per fleet, {config.rounds} rounds, "
+        f"{config.label_budget} labels per round; writing {config.out_dir}/",
         file=sys.stderr,
     )
-    report = run_demo(config, _progress_bars())
-    rows = [
-        ("frames seen", report.curated.frames_seen, report.random.frames_seen),
-        ("frames kept", report.curated.frames_kept, report.random.frames_kept),
-        ("duplicates dropped", report.curated.duplicates_dropped, report.random.duplicates_dropped),
-        ("labeled (+ seed)", report.curated.labeled, report.random.labeled),
-        ("test accuracy", f"{report.curated.accuracy:.4f}", f"{report.random.accuracy:.4f}"),
-    ]
-    print(f"\n{'':22}{'curated':>12}{'random':>12}")
-    for name, cur, rnd in rows:
-        print(f"{name:22}{cur!s:>12}{rnd!s:>12}")
-    print(f"seed model accuracy {report.seed_accuracy:.4f}; {report.seconds:.0f} s")
-    print(f"report: {Path(args.out) / 'report.json'}")
+    report = run_demo(config, _status_line(time.monotonic()))
+    data = report.as_dict()
+    print(f"\n{'':34}{'curated':>18}{'random':>18}")
+    for name, cur, rnd in summary_rows(data):
+        print(f"{name:34}{cur:>18}{rnd:>18}")
+    print(f"run time {report.seconds:.0f} s")
+    print(f"report: {Path(config.out_dir) / 'report.html'}")
     return 0
 
 
@@ -194,6 +170,55 @@ def _add_model_commands(commands: Any) -> None:
     init.set_defaults(run=_model_init)
 
 
+_DEMO_FLAGS: tuple[tuple[str, type, str], ...] = (
+    ("seed", int, "seeds every random choice"),
+    ("devices", int, "simulated cameras per fleet (edge-selector processes)"),
+    ("rounds", int, "rounds of stream, label, fine-tune, roll out"),
+    ("objects", int, "objects each camera sees per round"),
+    ("hold", int, "frames each object is held in view (near-duplicates)"),
+    ("common_classes", int, "classes that dominate a camera's round, all but one fleet-wide"),
+    ("common_share", float, "share of a camera's objects from its common classes"),
+    ("first_common_class", int, "Fashion-MNIST label of the first common class in round 1"),
+    ("keep_ratio", float, "fraction of frames the selectors keep"),
+    ("label_budget", int, "labels bought per fleet per round"),
+    ("seed_labels", int, "labeled images of the seed model"),
+    ("offline_share", float, "share of its round the offline camera has no link"),
+    ("fps", float, "frames per second each camera replays at"),
+    ("dedup_threshold", float, "the servers' near-duplicate cosine similarity"),
+    ("job_timeout_s", float, "longest wait for a fine-tuning job, seconds"),
+)
+
+
+def _add_demo_command(commands: Any) -> None:
+    from curator.demo import QUICK, DemoConfig
+
+    demo = commands.add_parser(
+        "demo",
+        help="run the fleet demo: real server, worker and edge selectors against random",
+        description="Start a curator server and worker per fleet, train and roll out a seed "
+        "model, stream simulated Fashion-MNIST cameras through edge-selector processes, label "
+        "through the labeling API, fine-tune and roll out for several rounds, and compare with "
+        "a fleet that keeps and labels frames at random under the same budgets. Writes "
+        "report.json, report.html and plots to --out (docs/demo.md).",
+    )
+    defaults = DemoConfig()
+    for name, kind, text in _DEMO_FLAGS:
+        default = getattr(defaults, name)
+        demo.add_argument(
+            f"--{name.replace('_', '-')}", type=kind, default=default,
+            help=f"{text} (default {default})",
+        )  # fmt: skip
+    demo.add_argument(
+        "--out", dest="out_dir", type=Path, default=defaults.out_dir,
+        help=f"output folder; a previous demo's files in it are replaced ({defaults.out_dir})",
+    )  # fmt: skip
+    quick = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in QUICK.items())
+    demo.add_argument(
+        "--quick", action="store_true", help=f"a shortened run over other sizes: {quick}"
+    )
+    demo.set_defaults(run=_demo)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``curator`` argument parser (every command has help text)."""
     parser = argparse.ArgumentParser(
@@ -201,24 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"curator {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    demo = commands.add_parser(
-        "demo",
-        help="run the library flow end to end on Fashion-MNIST",
-        description="Train a seed model, stream simulated camera frames through it, keep the "
-        "informative ones, remove near-duplicates, label with the default pool strategy and at "
-        "random, retrain, and compare test accuracy.",
-    )
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    demo.add_argument("--seed-labels", type=int, default=200, help="labeled seed images")
-    demo.add_argument("--objects", type=int, default=1500, help="objects each camera sees")
-    demo.add_argument("--hold", type=int, default=8, help="frames each object is held for")
-    demo.add_argument("--keep-ratio", type=float, default=0.05, help="fraction of frames kept")
-    demo.add_argument("--label-budget", type=int, default=300, help="labels bought per pool")
-    demo.add_argument(
-        "--dedup-threshold", type=float, default=0.97, help="cosine similarity of duplicates"
-    )
-    demo.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder")
-    demo.set_defaults(run=_demo)
+    _add_demo_command(commands)
     _add_model_commands(commands)
     return parser
 
