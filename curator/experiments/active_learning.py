@@ -5,9 +5,11 @@ strategy in :data:`curator.selection.STRATEGIES`:
 
 1. start from the same random ``initial`` labels (drawn per seed, shared by every strategy);
 2. train the project's network (:func:`~curator.training.backbones.build_embedder`, the same
-   initial weights for every strategy of a seed) from scratch with the fine-tuning recipe
-   (:func:`~curator.training.finetune.finetune`: Adam, cross-entropy, uint8 frames preprocessed
-   as the edge does);
+   initial weights for every strategy of a seed) with the fine-tuning recipe
+   (:func:`~curator.training.finetune.finetune`: Adam with a cosine-annealed step, cross-entropy,
+   uint8 frames preprocessed as the edge does). With ``warm_start`` (the default, as the label
+   queue's fine-tuning jobs do) each round continues from the previous round's weights;
+   without it every round starts again from the initial weights;
 3. measure accuracy on the whole Fashion-MNIST test set;
 4. score a random subset of ``candidates`` unlabeled images (embeddings and logits from the
    trained network) and let the strategy choose the next ``step`` images to label, the labeled
@@ -16,7 +18,8 @@ strategy in :data:`curator.selection.STRATEGIES`:
 
 Every round trains on the same number of samples (``samples_per_round``, at least
 ``min_epochs`` passes): a small labeled set is seen many times, a large one fewer, and the cost
-of a round does not grow with the labels. The ceiling is the same recipe on every training image.
+of a round does not grow with the labels. The ceiling is the same compute on every training
+image: one model trained from the initial weights on as many samples as a whole run's rounds.
 
 The result is a JSON-ready dict (see :func:`run_experiment`); :mod:`curator.experiments.curves`
 summarises and plots it. Needs the ``train`` extra (torch).
@@ -24,6 +27,7 @@ summarises and plots it. Needs the ``train`` extra (torch).
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -78,6 +82,7 @@ class ExperimentConfig:
         train_limit: use only the first this many training images as the pool (0: all 60,000).
         test_limit: score on only the first this many test images (0: all 10,000).
         ceiling: also train on the whole pool once per seed.
+        warm_start: each round fine-tunes the previous round's model (False: from scratch).
     """
 
     initial: int = 1000
@@ -93,6 +98,7 @@ class ExperimentConfig:
     train_limit: int = 0
     test_limit: int = 0
     ceiling: bool = True
+    warm_start: bool = True
 
     def __post_init__(self) -> None:
         for name in ("initial", "step", "final", "samples_per_round", "min_epochs", "batch_size"):
@@ -111,9 +117,11 @@ class ExperimentConfig:
         """The labeled-set size of each round."""
         return list(range(self.initial, self.final + 1, self.step))
 
-    def epochs_for(self, labels: int) -> int:
-        """Passes over ``labels`` images that make up a round's training samples."""
-        return max(self.min_epochs, math.ceil(self.samples_per_round / labels))
+    def epochs_for(self, labels: int, samples: int | None = None) -> int:
+        """Passes over ``labels`` images that make up ``samples`` training samples (default a
+        round's), at least ``min_epochs``."""
+        wanted = self.samples_per_round if samples is None else samples
+        return max(self.min_epochs, math.ceil(wanted / labels))
 
 
 @dataclass(frozen=True)
@@ -160,21 +168,28 @@ class _Round:
         self.data, self.config, self.seed = data, config, seed
         self.test_inputs = preprocess_frames(data.test, data.metadata)
 
-    def train(self, labeled: npt.NDArray[np.int64]) -> Any:
-        module = build_embedder(
-            self.config.arch,
-            embedding_dim=self.config.embedding_dim,
-            num_classes=len(CLASS_NAMES),
-            input_size=self.data.metadata.input_size,
-            channels="gray",
-            seed=self.seed,
-        )
+    def train(
+        self, labeled: npt.NDArray[np.int64], parent: Any = None, samples: int | None = None
+    ) -> Any:
+        """A model trained on ``labeled``: a copy of ``parent`` fine-tuned, or a fresh network
+        (the seed's initial weights) when ``parent`` is None."""
+        if parent is not None:
+            module = copy.deepcopy(parent)
+        else:
+            module = build_embedder(
+                self.config.arch,
+                embedding_dim=self.config.embedding_dim,
+                num_classes=len(CLASS_NAMES),
+                input_size=self.data.metadata.input_size,
+                channels="gray",
+                seed=self.seed,
+            )
         finetune(
             module,
             self.data.train[labeled],
             self.data.train_labels[labeled],
             self.data.metadata,
-            epochs=self.config.epochs_for(len(labeled)),
+            epochs=self.config.epochs_for(len(labeled), samples),
             batch_size=self.config.batch_size,
             learning_rate=self.config.learning_rate,
             seed=self.seed,
@@ -284,14 +299,15 @@ def run_experiment(
             for count in config.label_counts[1:]:
                 picks = trainer.choose(module, name, labeled, rng)
                 labeled = np.sort(np.concatenate([labeled, picks]))
-                module = trainer.train(labeled)
+                module = trainer.train(labeled, module if config.warm_start else None)
                 curve.append(trainer.accuracy(module))
                 report(f"seed {seed} {name} labels {count}: accuracy {curve[-1]:.4f}")
             runs[name][str(seed)] = curve
             if on_result:
                 on_result(result())
         if config.ceiling:
-            module = trainer.train(np.arange(len(data.train)))
+            run_samples = config.samples_per_round * len(config.label_counts)
+            module = trainer.train(np.arange(len(data.train)), samples=run_samples)
             ceiling_runs[str(seed)] = trainer.accuracy(module)
             report(f"seed {seed} ceiling ({len(data.train)} labels): {ceiling_runs[str(seed)]:.4f}")
             if on_result:

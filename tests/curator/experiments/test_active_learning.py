@@ -93,3 +93,12 @@ def test_the_benchmark_script_writes_its_json_and_plot(tmp_path: Path) -> None:
     assert "bench_active_learning.py" in result["command"]
     assert set(result["met"]) == set(result["goals"])
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_warm_start_continues_from_the_previous_round_and_cold_start_does_not() -> None:
+    config = ExperimentConfig(**{**SMALL.__dict__, "ceiling": False})
+    warm = run_experiment(config, ("entropy",), seeds=(1,))["runs"]["entropy"]["1"]
+    cold_config = ExperimentConfig(**{**config.__dict__, "warm_start": False})
+    cold = run_experiment(cold_config, ("entropy",), seeds=(1,))["runs"]["entropy"]["1"]
+    assert warm[0] == cold[0]  # the shared first model
+    assert warm[1:] != cold[1:]
