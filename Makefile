@@ -50,8 +50,9 @@ bench: setup ## run the benchmarks (about 27 min) and write benchmarks/results/
 	$(UV) run --frozen python benchmarks/bench_ingest.py --out benchmarks/results/bench_ingest.json
 	$(UV) run --frozen python benchmarks/bench_edge.py --out benchmarks/results/bench_edge.json
 
-bench-al: setup ## the active-learning benchmark (about 75-90 min on 2 cores; run it alone)
+bench-al: setup ## the active-learning benchmark (48 min on 2 idle cores; run it alone)
 	$(UV) run --frozen python benchmarks/bench_active_learning.py --seeds 0 1 2 \
+		--strategies random uncertainty_diversity entropy margin kcenter typicality \
 		--out benchmarks/results/bench_active_learning.json \
 		--plot benchmarks/results/bench_active_learning.png
 

@@ -13,10 +13,11 @@ Torch runs on the CPU (``--threads``, default all cores) so that the figures can
 any machine; ``--device cuda`` is not offered because the committed figures must come from the
 CPU recipe.
 
-Example (``make bench-al``; about 165 models of 30,000 training samples each, estimated at
-75-90 minutes on two otherwise idle cores)::
+Example (``make bench-al``; 165 models of 30,000 training samples each and three ceilings,
+48 minutes on two otherwise idle cores)::
 
     python benchmarks/bench_active_learning.py --seeds 0 1 2 \\
+        --strategies random uncertainty_diversity entropy margin kcenter typicality \\
         --out benchmarks/results/bench_active_learning.json \\
         --plot benchmarks/results/bench_active_learning.png
 """
