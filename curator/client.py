@@ -123,12 +123,16 @@ class CuratorClient:
         """``GET /v1/devices`` (admin): each device's newest heartbeat, counters included."""
         return list(self._json("GET", "/v1/devices")["devices"])
 
-    def upload_batch(self, batch: BatchUpload) -> BatchResult:
-        """``POST /v1/batches`` (device token of ``batch.device_id``): the per-frame answers."""
+    def upload_batch(self, batch: BatchUpload | bytes) -> BatchResult:
+        """``POST /v1/batches`` (device token of ``batch.device_id``): the per-frame answers.
+
+        ``batch`` is a :class:`~curator.wire.BatchUpload`, or its bytes already encoded with
+        :func:`~curator.wire.encode_batch` (when the caller also needs their size).
+        """
         response = self._request(
             "POST",
             "/v1/batches",
-            content=encode_batch(batch),
+            content=batch if isinstance(batch, bytes) else encode_batch(batch),
             headers={"Content-Type": MEDIA_TYPE},
         )
         return BatchResult.model_validate_json(response.content)

@@ -103,8 +103,9 @@ def upload_frames(
         batch = BatchUpload(
             batch_id=f"{device_id}-{chunk[0].device_seq}", device_id=device_id, frames=chunk
         )
-        outcome.bytes_sent += len(encode_batch(batch))
-        result = api.upload_batch(batch)
+        body = encode_batch(batch)
+        outcome.bytes_sent += len(body)
+        result = api.upload_batch(body)
         for j, answer in enumerate(result.results):
             if answer.status == "accepted":
                 outcome.accepted[answer.frame_id] = start + j

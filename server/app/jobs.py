@@ -13,7 +13,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -64,7 +64,7 @@ class TriggerView(BaseModel):
     job: JobView | None = Field(description="The snapshot's job, new or existing; null if none.")
 
 
-def maybe_train(request: Request, services: ServerServices) -> None:
+def maybe_train(services: ServerServices) -> None:
     """Start a job when ``train_every_labels`` labels arrived since the last one (best effort:
     a failure is logged, never fails the label that was stored)."""
     try:

@@ -240,7 +240,6 @@ def post_label(
     body: LabelIn,
     principal: LabelerPrincipal,
     store: LabelStoreDep,
-    request: Request,
     services: Services,
 ) -> LabelOut:
     admin = principal.role is Role.ADMIN
@@ -252,7 +251,7 @@ def post_label(
         raise RequestValidationError(
             [{"loc": ("body", "class_name"), "msg": str(exc), "type": "value_error"}]
         ) from None
-    maybe_train(request, services)  # every train_every_labels labels start a fine-tuning job
+    maybe_train(services)  # every train_every_labels labels start a fine-tuning job
     return LabelOut.from_row(row)
 
 

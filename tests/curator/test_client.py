@@ -18,7 +18,7 @@ from testkit.server import ServeProcess, issue_token
 
 from curator.client import CuratorClient
 from curator.errors import ApiError, CuratorError, InvalidInputError
-from curator.wire import MEDIA_TYPE, BatchUpload, FrameRecord, decode_batch
+from curator.wire import MEDIA_TYPE, BatchUpload, FrameRecord, decode_batch, encode_batch
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -99,7 +99,8 @@ def test_upload_batch_sends_the_binary_framing_and_parses_the_answer() -> None:
 
     with _client(handler) as api:
         answer = api.upload_batch(batch)
-    assert answer.count("accepted") == 2
+        encoded = api.upload_batch(encode_batch(batch))  # already encoded: sent as it is
+    assert answer.count("accepted") == 2 and encoded == answer
 
 
 def test_latest_model_is_none_until_one_is_promoted() -> None:

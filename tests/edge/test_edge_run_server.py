@@ -2,9 +2,10 @@
 
 ``edge-selector run`` captures a looped ``bikes.mp4`` while nothing listens on the server's port;
 then ``curator-server serve`` starts and the first upload must begin within 60 s; then the server
-is SIGKILLed and restarted 10 times while the selector keeps capturing. At the end every frame the
-selector logged as kept is in the server's catalog exactly once, the buffer is empty, and the
-server stored the device's heartbeats.
+is SIGKILLed and restarted 10 times while the selector keeps capturing (or, once its source ends, draining: a selector that has uploaded
+everything may exit 0 mid-way, but at least half the kills must land while it runs). At the end
+every frame the selector logged as kept is in the server's catalog exactly once, the buffer is
+empty, and the server stored the device's heartbeats.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def test_offline_capture_then_link_toggling_ends_with_every_frame_once(tmp_path:
     log = tmp_path / "selector.log"
     command = [
         sys.executable, "-m", "edge_selector", "run", "--source", str(bikes_path()), "--loop",
-        "--max-frames", "3000", "--fps", "100",  # 30 s of capture, as a live camera would give
+        "--max-frames", "6000", "--fps", "100",  # 60 s of capture, as a live camera would give
         "--model", str(model), "--buffer", str(tmp_path / "edge.db"),
         "--server", server.base, "--device-id", DEVICE, "--keep-ratio", "0.3",
         "--duplicate-similarity", "1.5", "--upload-batch-frames", "16",
@@ -72,12 +73,17 @@ def test_offline_capture_then_link_toggling_ends_with_every_frame_once(tmp_path:
         _wait(lambda: len(kept_in_log(log)) >= 30, 60, "30 frames kept offline")
         server.start()
         first = _wait(lambda: _answered(server) > 0, 60, "the first upload")
+        kills_while_running = 0
         for _ in range(TOGGLES):
             time.sleep(rng.uniform(0.5, 2.0))
+            if selector.poll() is not None:
+                break  # everything was uploaded and the selector finished: nothing left to cut
             server.kill()
-            assert selector.poll() is None, log.read_text()[-3000:]
+            kills_while_running += 1
             time.sleep(rng.uniform(0.5, 2.0))
+            assert selector.poll() in (None, 0), log.read_text()[-3000:]
             server.start()
+        assert kills_while_running >= TOGGLES // 2, f"only {kills_while_running} kills landed"
         rc = selector.wait(timeout=240)
         assert rc == 0, log.read_text()[-3000:]
         kept = kept_in_log(log)
@@ -99,7 +105,10 @@ def test_offline_capture_then_link_toggling_ends_with_every_frame_once(tmp_path:
             assert conn.execute("SELECT count(*) FROM frames").fetchone()[0] == 0
         summary = log.read_text()
         assert "upload: " in summary and f"{len(kept)} acked" in summary
-        print(f"first upload {first:.1f} s after the server came up; {len(kept)} frames kept")
+        print(
+            f"first upload {first:.1f} s after the server came up; {len(kept)} frames kept; "
+            f"{kills_while_running} kills while the selector ran"
+        )
     finally:
         if selector.poll() is None:
             selector.kill()
