@@ -185,6 +185,7 @@ _DEMO_FLAGS: tuple[tuple[str, type, str], ...] = (
     ("offline_share", float, "share of its round the offline camera has no link"),
     ("fps", float, "frames per second each camera replays at"),
     ("dedup_threshold", float, "the servers' near-duplicate cosine similarity"),
+    ("train_samples", int, "training samples per fine-tuning job, at least"),
     ("job_timeout_s", float, "longest wait for a fine-tuning job, seconds"),
 )
 

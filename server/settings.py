@@ -166,11 +166,27 @@ class ServerSettings(BaseSettings):
     train_every_labels: int = Field(
         default=100, ge=1, description="Start a fine-tuning job after this many new labels."
     )
+    train_epochs: int = Field(
+        default=5, ge=1, le=1000, description="Passes over a fine-tuning job's labeled frames, "
+        "at least (see train_min_samples)."
+    )
+    train_min_samples: int = Field(
+        default=0,
+        ge=0,
+        le=10_000_000,
+        description="Training samples a fine-tuning job draws at least: a small labeled set "
+        "gets more passes than train_epochs (0: exactly train_epochs).",
+    )
     job_runner: str | None = Field(
         default=None,
         description="module:function that runs fine_tune jobs instead of the default "
         "(curator.training); tests point it at a stand-in.",
     )
+
+    @property
+    def fine_tune_params(self) -> dict[str, int]:
+        """The recipe a new fine-tuning job records in its ``params`` (its runner reads them)."""
+        return {"epochs": self.train_epochs, "min_samples": self.train_min_samples}
 
     @property
     def catalog_path(self) -> Path:

@@ -37,6 +37,8 @@ class DemoConfig:
             before its link comes back (one camera per round, in turn).
         fps: the rate each camera replays its frames at (frames per second).
         dedup_threshold: the servers' near-duplicate cosine similarity (``--dedup-threshold``).
+        train_samples: training samples each fine-tuning job draws at least (the servers'
+            ``train_min_samples``): the small labeled sets get many passes.
         job_timeout_s: the longest a fine-tuning job may take.
     """
 
@@ -55,10 +57,11 @@ class DemoConfig:
     offline_share: float = 0.5
     fps: float = 400.0
     dedup_threshold: float = 0.99
+    train_samples: int = 20_000
     job_timeout_s: float = 600.0
 
     def __post_init__(self) -> None:
-        for name in ("devices", "rounds", "objects", "hold", "label_budget"):
+        for name in ("devices", "rounds", "objects", "hold", "label_budget", "train_samples"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from curator.client import CuratorClient
+from curator.demo.config import DemoConfig
 from curator.errors import CuratorError
 
 __all__ = [
@@ -109,6 +110,7 @@ class FleetServer:
         base_url: where it listens.
         admin, labeler: tokens of those roles.
         device_tokens: device id -> its token.
+        env: the environment of its processes (:func:`server_env`).
     """
 
     name: str
@@ -118,6 +120,7 @@ class FleetServer:
     labeler: str
     device_tokens: dict[str, str]
     group: ProcessGroup
+    env: dict[str, str]
     serve_proc: subprocess.Popen[bytes] | None = None
 
     def client(self, role: str = "admin", device_id: str | None = None) -> CuratorClient:
@@ -139,7 +142,7 @@ class FleetServer:
         args = [*command("curator-server", "server"), "serve", "--host", HOST, "--port", port,
                 "--data-dir", str(self.data_dir), "--dedup-threshold", str(dedup_threshold),
                 "--log-format", "text"]  # fmt: skip
-        self.serve_proc = self.group.start(args, log, server_env())
+        self.serve_proc = self.group.start(args, log, self.env)
         _wait_healthy(self, self.serve_proc, log, timeout_s)
 
 
@@ -154,11 +157,13 @@ def _token(data_dir: Path, role: str, device_id: str | None, env: dict[str, str]
     return done.stdout.strip()
 
 
-def server_env() -> dict[str, str]:
+def server_env(train_samples: int) -> dict[str, str]:
     """The environment of the demo's server processes: no ``CURATOR_SERVER_*`` from outside,
-    and no fine-tuning started by label counts (the demo asks once per round)."""
+    no fine-tuning started by label counts (the demo asks once per round), and at least
+    ``train_samples`` training samples per fine-tuning job."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CURATOR_SERVER_")}
     env["CURATOR_SERVER_TRAIN_EVERY_LABELS"] = _TRAIN_NEVER
+    env["CURATOR_SERVER_TRAIN_MIN_SAMPLES"] = str(train_samples)
     return env
 
 
@@ -169,6 +174,7 @@ def start_fleet(
     device_ids: list[str],
     *,
     dedup_threshold: float,
+    train_samples: int = DemoConfig.train_samples,
 ) -> FleetServer:
     """Issue tokens, start ``serve`` and ``worker`` on a fresh data folder under ``root``.
 
@@ -176,12 +182,12 @@ def start_fleet(
         CuratorError: a token could not be issued, or the server did not come up.
     """
     data_dir, logs = root / "server-data", root / "logs"
-    env = server_env()
+    env = server_env(train_samples)
     admin = _token(data_dir, "admin", None, env)
     labeler = _token(data_dir, "labeler", None, env)
     devices = {d: _token(data_dir, "device", d, env) for d in device_ids}
     base_url = f"http://{HOST}:{free_port()}"
-    fleet = FleetServer(name, data_dir, base_url, admin, labeler, devices, group)
+    fleet = FleetServer(name, data_dir, base_url, admin, labeler, devices, group, env)
     fleet.serve(dedup_threshold)
     worker = [*command("curator-server", "server"), "worker", "--data-dir", str(data_dir),
               "--log-format", "text"]  # fmt: skip

@@ -190,7 +190,12 @@ def run_demo(config: DemoConfig, status: Status = lambda line: None) -> DemoRepo
             status(f"starting the {name} fleet's server and worker")
             # the labeled seed set is imported whole: only byte-identical frames are dropped
             fleets[name] = start_fleet(
-                group, name, out / name, [*device_ids, SEED_DEVICE], dedup_threshold=1.0
+                group,
+                name,
+                out / name,
+                [*device_ids, SEED_DEVICE],
+                dedup_threshold=1.0,
+                train_samples=config.train_samples,
             )
         status(f"importing {config.seed_labels} labeled seed images; training the seed model")
         seeded = {

@@ -28,7 +28,6 @@ summarises and plots it. Needs the ``train`` extra (torch).
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -44,7 +43,12 @@ from curator.inference.contract import ModelMetadata
 from curator.inference.preprocess import preprocess_frames
 from curator.selection import STRATEGIES, select
 from curator.training.backbones import build_embedder
-from curator.training.finetune import classification_metrics, finetune, outputs_of
+from curator.training.finetune import (
+    classification_metrics,
+    epochs_for_samples,
+    finetune,
+    outputs_of,
+)
 
 __all__ = ["DEFAULT_STRATEGIES", "ExperimentConfig", "models_trained", "run_experiment"]
 
@@ -121,7 +125,7 @@ class ExperimentConfig:
         """Passes over ``labels`` images that make up ``samples`` training samples (default a
         round's), at least ``min_epochs``."""
         wanted = self.samples_per_round if samples is None else samples
-        return max(self.min_epochs, math.ceil(wanted / labels))
+        return epochs_for_samples(labels, samples=wanted, min_epochs=self.min_epochs)
 
 
 @dataclass(frozen=True)

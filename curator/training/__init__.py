@@ -9,7 +9,8 @@
 - :mod:`curator.training.pretrain`: ``pretrain_simclr``, self-supervised SimCLR (lightly) on
   unlabeled frames.
 - :mod:`curator.training.finetune`: ``finetune`` and ``evaluate`` (accuracy, per-class accuracy,
-  macro F1 on a held-out set).
+  macro F1 on a held-out set); ``epochs_for_samples``, the passes a labeled set needs to make
+  up a number of training samples.
 - :mod:`curator.training.pipeline`: ``train_model``, from labeled (and unlabeled) uint8 frames
   to a :class:`TrainedModel` (ONNX bytes, a state blob to fine-tune from, metrics).
 
@@ -20,7 +21,13 @@ imported inside the functions that need them, so ``import curator`` stays light 
 
 from curator.training.backbones import ARCHS, build_embedder
 from curator.training.export import export_onnx
-from curator.training.finetune import Evaluation, classification_metrics, evaluate, finetune
+from curator.training.finetune import (
+    Evaluation,
+    classification_metrics,
+    epochs_for_samples,
+    evaluate,
+    finetune,
+)
 from curator.training.pipeline import TrainedModel, load_state, save_state, train_model
 from curator.training.pretrain import pretrain_simclr
 
@@ -30,6 +37,7 @@ __all__ = [
     "TrainedModel",
     "build_embedder",
     "classification_metrics",
+    "epochs_for_samples",
     "evaluate",
     "export_onnx",
     "finetune",

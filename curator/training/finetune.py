@@ -21,6 +21,7 @@ current model, at a promotion gate) can be scored with too. The metrics (:class:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -180,6 +181,20 @@ def _check_epochs_batch(epochs: Any, batch_size: Any, learning_rate: Any) -> Non
         raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size!r}")
     if not isinstance(learning_rate, int | float) or not learning_rate > 0:
         raise InvalidInputError(f"learning_rate must be a positive number, got {learning_rate!r}")
+
+
+def epochs_for_samples(n: int, *, samples: int, min_epochs: int) -> int:
+    """Passes over ``n`` frames that make up at least ``samples`` training samples, and at
+    least ``min_epochs``: a small labeled set gets more passes, so a model trained on 500
+    labels sees as many samples as one trained on 5,000.
+
+    Raises:
+        InvalidInputError: ``n`` not positive, or ``samples`` or ``min_epochs`` negative.
+    """
+    for name, value, low in (("n", n, 1), ("samples", samples, 0), ("min_epochs", min_epochs, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise InvalidInputError(f"{name} must be an integer >= {low}, got {value!r}")
+    return max(min_epochs, math.ceil(samples / n))
 
 
 def check_seed(seed: Any) -> int:

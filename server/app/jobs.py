@@ -47,6 +47,9 @@ class JobView(BaseModel):
     label_count: int = Field(description="Current labels in the snapshot.")
     status: str = Field(description="queued, running, succeeded or failed.")
     attempts: int = Field(description="Times a worker claimed it.")
+    params: dict[str, Any] = Field(
+        description="The training recipe recorded when it was created (epochs, min_samples)."
+    )
     requested_by: str | None = Field(description="The admin token id that asked, if any.")
     created_at: datetime = Field(description="When it was created (UTC).")
     started_at: datetime | None = Field(description="When the latest attempt started (UTC).")
@@ -72,6 +75,7 @@ def maybe_train(services: ServerServices) -> None:
             JobStore(services.db),
             services.job_queue,
             every_labels=services.settings.train_every_labels,
+            params=services.settings.fine_tune_params,
         )
     except Exception:
         log.exception("fine-tune trigger failed after a label")
@@ -103,6 +107,7 @@ async def request_fine_tune(
         services.job_queue,
         every_labels=services.settings.train_every_labels,
         requested_by=principal.token_id,
+        params=services.settings.fine_tune_params,
     )
     if not outcome.created:
         response.status_code = 200

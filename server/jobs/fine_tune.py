@@ -24,7 +24,9 @@
    with ``measured_current``: the current model's score on the candidate's held-out set, not
    its stored metrics (measured on its own snapshot's held-out set).
 
-Params (all optional): ``epochs`` (5), ``arch`` (``"tiny_cnn"``), ``input_size`` (64),
+Params (all optional): ``epochs`` (5; at least), ``min_samples`` (0: the passes make up at
+least this many training samples, :func:`curator.training.epochs_for_samples`; new jobs record
+the server's ``train_epochs`` and ``train_min_samples``), ``arch`` (``"tiny_cnn"``), ``input_size`` (64),
 ``channels`` (``"rgb"`` or ``"gray"``, first model only), ``batch_size`` (64),
 ``learning_rate`` (2e-3), ``seed`` (0), ``gate_margin``.
 """
@@ -42,7 +44,7 @@ from PIL import Image
 
 from curator.errors import DatasetError, InvalidInputError
 from curator.inference import OnnxModel
-from curator.training import classification_metrics, train_model
+from curator.training import classification_metrics, epochs_for_samples, train_model
 from curator.wire import ModelInfo
 from server.jobs.runners import JobContext, JobResult
 from server.jobs.trigger import SnapshotLabel
@@ -178,6 +180,11 @@ def fine_tune_job(ctx: JobContext) -> JobResult:
             f"snapshot {ctx.snapshot_key[:12]}: need 2+ classes and a held-out frame, got "
             f"classes {list(names)} and {len(held_y)} held-out of {len(usable)} usable labels"
         )
+    epochs = epochs_for_samples(
+        max(int((~held).sum()), 1),
+        samples=int(params.get("min_samples", 0)),
+        min_epochs=int(params.get("epochs", 5)),
+    )
     trained = train_model(
         frames[~held],
         y[~held],
@@ -185,7 +192,7 @@ def fine_tune_job(ctx: JobContext) -> JobResult:
         model_version=model_version_for(ctx.snapshot_key),
         held_out=(held_frames, held_y),
         parent=None if parent is None else parent.state,
-        epochs=int(params.get("epochs", 5)),
+        epochs=epochs,
         arch=str(params.get("arch", "tiny_cnn")),
         input_size=size,
         batch_size=int(params.get("batch_size", 64)),
@@ -216,6 +223,7 @@ def fine_tune_job(ctx: JobContext) -> JobResult:
     info = gated.info
     details: dict[str, Any] = {
         "state_blob": state_blob,
+        "epochs": epochs,
         "parent_version": parent_version,
         "current_version": None if parent is None else parent.info.model_version,
         "current_metrics": current_metrics,

@@ -13,7 +13,12 @@ from hypothesis.extra import numpy as hnp
 from curator.errors import InvalidInputError
 from curator.inference import ModelMetadata
 from curator.training.backbones import build_embedder
-from curator.training.finetune import classification_metrics, evaluate, finetune
+from curator.training.finetune import (
+    classification_metrics,
+    epochs_for_samples,
+    evaluate,
+    finetune,
+)
 
 torch = pytest.importorskip("torch")
 
@@ -187,3 +192,27 @@ def test_bad_frames_and_labels_are_refused() -> None:
         finetune(_fresh(2), np.zeros((4, 28, 28, 1), np.uint8), [0, 1, 2, 1], meta)
     with pytest.raises(InvalidInputError, match="at least one labeled frame"):
         finetune(_fresh(2), np.zeros((0, 28, 28, 1), np.uint8), [], meta)
+
+
+@pytest.mark.parametrize(
+    ("n", "samples", "min_epochs", "epochs"),
+    [(400, 20_000, 5, 50), (10_000, 20_000, 5, 5), (3, 10, 1, 4), (7, 0, 2, 2), (7, 0, 0, 0)],
+)
+def test_epochs_make_up_the_samples_and_the_minimum(
+    n: int, samples: int, min_epochs: int, epochs: int
+) -> None:
+    got = epochs_for_samples(n, samples=samples, min_epochs=min_epochs)
+    assert got == epochs
+    assert got * n >= samples and got >= min_epochs
+    if got > min_epochs:  # one pass fewer would fall short of the samples
+        assert (got - 1) * n < samples
+
+
+@pytest.mark.parametrize(
+    ("n", "samples", "min_epochs", "message"),
+    [(0, 10, 1, "n must"), (5, -1, 1, "samples must"), (5, 10, -1, "min_epochs must"),
+     (5, 10.5, 1, "samples must"), (True, 10, 1, "n must")],
+)  # fmt: skip
+def test_bad_epoch_counts_are_refused(n: Any, samples: Any, min_epochs: Any, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        epochs_for_samples(n, samples=samples, min_epochs=min_epochs)

@@ -69,6 +69,26 @@ def test_an_admin_request_starts_a_job_and_a_repeat_returns_it(app: Any) -> None
     assert first.json()["job"]["snapshot_key"] == jobs(app)[0]["snapshot_key"]
 
 
+def test_jobs_record_the_servers_training_recipe(make_client: Any, settings: ServerSettings) -> None:
+    recipe = settings.model_copy(
+        update={"train_every_labels": 2, "train_epochs": 7, "train_min_samples": 1234}
+    )
+    with make_client(recipe) as c:
+        services = c.app.state.services
+        services.drainer.stop()
+        c.labeler = services.tokens.create("labeler").token
+        c.admin = services.tokens.create("admin").token
+        c.frames = upload(services, range(1, 5))
+        label(c, c.frames[0])
+        requested = c.post("/v1/jobs/fine-tune", headers=bearer(c.admin)).json()["job"]
+        label(c, c.frames[1])
+        label(c, c.frames[2])  # two new labels since the requested job: the policy's job
+        by_policy, by_admin = jobs(c)
+    assert by_admin["job_id"] == requested["job_id"] and by_policy["requested_by"] is None
+    for job in (by_admin, by_policy):
+        assert job["params"] == {"epochs": 7, "min_samples": 1234}
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [("POST", "/v1/jobs/fine-tune"), ("GET", "/v1/jobs"), ("GET", "/v1/jobs/x")],

@@ -38,6 +38,16 @@ def test_each_source_overrides_the_one_below(tmp_path: Path) -> None:
     assert (flags.port, flags.host, flags.log_level) == (9003, "10.0.0.1", "DEBUG")
 
 
+def test_the_training_recipe_comes_from_the_environment_or_toml(tmp_path: Path) -> None:
+    assert load_settings({}, None, {}).fine_tune_params == {"epochs": 5, "min_samples": 0}
+    toml = write_toml(tmp_path, "train_epochs = 3\ntrain_min_samples = 0\n")
+    assert load_settings({}, toml, {}).fine_tune_params == {"epochs": 3, "min_samples": 0}
+    env = {"CURATOR_SERVER_TRAIN_MIN_SAMPLES": "5000"}
+    assert load_settings({}, toml, env).fine_tune_params == {"epochs": 3, "min_samples": 5000}
+    with pytest.raises(InvalidInputError, match="train_epochs"):
+        load_settings({}, None, {"CURATOR_SERVER_TRAIN_EPOCHS": "0"})
+
+
 def test_nested_snowflake_fields_merge_across_sources(tmp_path: Path) -> None:
     toml = write_toml(
         tmp_path, '[snowflake]\naccount = "toml-acc"\npassword = "s3cret-pw"\nschema = "RAW"\n'

@@ -159,6 +159,7 @@ def test_fine_tune_registers_gates_and_refuses_a_shuffled_snapshot(
     details = done.result["details"]
     assert service.blobs.exists(details["state_blob"])
     assert details["n_train"] + details["n_held_out"] == len(labeled)
+    assert details["epochs"] == PARAMS["epochs"]  # no min_samples: exactly the epochs asked
     assert registry.latest_promoted() == registry.get(version)
 
     # the same snapshot run again (as after a crash past registration): the registered
@@ -229,13 +230,17 @@ def test_a_worker_dying_between_register_and_finish_loses_no_weights_and_trains_
     parts: tuple[JobStore, JobQueue, ModelRegistry],
 ) -> None:
     store, queue, registry = parts
-    job = trigger(store, queue, every_labels=1, params={**PARAMS, "epochs": 1}).job
+    # one pass at least, but 2.5 passes' worth of samples: three passes
+    min_samples = int(2.5 * sum(not is_held_out(f) for f in labeled))
+    params = {**PARAMS, "epochs": 1, "min_samples": min_samples}
+    job = trigger(store, queue, every_labels=1, params=params).job
     assert job is not None
     trained: list[str] = []
 
     def register_then_die(ctx: JobContext) -> JobResult:
         result = fine_tune_job(ctx)  # trains, records the weights, registers the version
         trained.append(str(result.model_version))
+        assert result.details["epochs"] == 3
         raise _WorkerDied
 
     with pytest.raises(_WorkerDied):
