@@ -3,14 +3,17 @@
 Each budget has a pure query step and a separate update step, so a frame is only charged once
 the caller has stored it (see :class:`curator.selection.stream.StreamSelector`).
 
-**KeepRatioBudget.** The threshold is the ``(1 - keep_ratio)`` quantile of the values of the last
-``window`` frames. A token bucket earns ``keep_ratio`` credit per frame, up to ``capacity``
+**KeepRatioBudget.** A token bucket earns ``keep_ratio`` credit per frame, up to ``capacity``
 (default ``max(2, keep_ratio * window / 4)``; at least 2 so that, once a credit is earned, the
-budget can wait for a frame above the threshold before the frame becomes overdue). A frame is
-kept when its value reaches the threshold and the credit after earning is at least 1, or
-regardless of its value when the credit has reached ``capacity`` (overdue: a descending stream,
-whose every value is below the window's quantile, still keeps its share). Each kept frame costs
-1 credit.
+budget can wait for a frame above the threshold before the frame becomes overdue). The threshold
+is the ``1 - keep_ratio * max(1, credit)`` quantile of the values of the last ``window`` frames:
+the ``(1 - keep_ratio)`` quantile while the budget is spent as it is earned, and lower the more
+credit is left unspent, so that when the values drift down (a camera's novelty falls as its
+recent set fills; a better model is less uncertain) the budget goes to the best frames of the
+recent window instead of waiting until it overflows. A frame is kept when its value reaches the
+threshold and the credit after earning is at least 1, or regardless of its value when the credit
+has reached ``capacity`` (overdue: a strictly descending stream, whose every value is below the
+whole window, still keeps its share). Each kept frame costs 1 credit.
 
 The credit starts at 1, so the first good frame after a start can be kept. The bound: the credit
 stays in ``[0, capacity]`` between frames and ``kept = credit_0 + keep_ratio * T - credit_T``, so
@@ -114,11 +117,18 @@ class KeepRatioBudget:
 
     @property
     def threshold(self) -> float:
-        """The ``(1 - keep_ratio)`` quantile of the window; ``-inf`` while it is empty."""
+        """The value the next frame must reach (see the module docstring); ``-inf`` while the
+        window is empty."""
+        return self._threshold(self.credit + self.keep_ratio)
+
+    def _threshold(self, credit: float) -> float:
+        """The ``1 - keep_ratio * max(1, credit)`` quantile of the window (``-inf`` when that
+        share is everything or the window is empty)."""
         m = len(self._sorted)
-        if m == 0 or self.keep_ratio >= 1.0:
+        share = self.keep_ratio * max(1.0, credit)
+        if m == 0 or share >= 1.0:
             return -math.inf
-        return self._sorted[min(m - 1, int((1.0 - self.keep_ratio) * m))]
+        return self._sorted[min(m - 1, int((1.0 - share) * m))]
 
     def query(self, value: float) -> BudgetVerdict:
         """Whether a frame of this value would be kept now; changes nothing.
@@ -127,8 +137,8 @@ class KeepRatioBudget:
             InvalidInputError: ``value`` is NaN, inf or not a number.
         """
         value = check_value(value)
-        threshold = self.threshold
         credit = self.credit + self.keep_ratio
+        threshold = self._threshold(credit)
         if credit >= self.capacity:
             return BudgetVerdict(True, "overdue", threshold, credit)
         if value >= threshold:

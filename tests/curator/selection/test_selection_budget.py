@@ -80,15 +80,42 @@ def test_deviation_never_exceeds_the_capacity(
         assert 0.0 <= budget.credit <= budget.capacity
 
 
-def test_threshold_is_the_window_quantile() -> None:
+def test_threshold_is_the_window_quantile_lowered_by_unspent_credit() -> None:
     rng = np.random.default_rng(1)
     budget = KeepRatioBudget(0.1, 50)
     values = rng.random(300)
+    levels = []
     for t, value in enumerate(values):
         recent = np.sort(values[max(0, t - 50) : t])
-        expected = recent[min(len(recent) - 1, int(0.9 * len(recent)))] if t else -math.inf
+        credit = budget.credit + 0.1  # what this frame earns counts
+        level = 1.0 - 0.1 * max(1.0, credit)
+        expected = recent[min(len(recent) - 1, int(level * len(recent)))] if t else -math.inf
         assert budget.threshold == expected
-        budget.update(value, budget.query(value).keep)
+        verdict = budget.query(value)
+        assert verdict.threshold == expected and verdict.credit == pytest.approx(credit)
+        budget.update(value, verdict.keep)
+        levels.append(level)
+    assert min(levels) < 0.85 < 0.9 == pytest.approx(max(levels))  # both regimes occurred
+
+
+def test_after_a_burst_of_high_values_the_budget_keeps_by_value_not_by_overflow() -> None:
+    # a burst of high values (a camera's first frames, all novel), then a steady stream: the
+    # burst holds the window's top 4% for 1,000 frames; the budget lowers its bar as credit
+    # builds, so it keeps the best of what follows instead of every 25th frame when it overflows
+    rng = np.random.default_rng(2)
+    burst, steady = rng.uniform(0.9, 1.0, 60), rng.uniform(0.2, 0.6, 2000)
+    values = np.concatenate([burst, steady])
+    budget = KeepRatioBudget(0.04, 1000)
+    reasons = []
+    for value in values:
+        verdict = budget.query(value)
+        budget.update(value, verdict.keep)
+        reasons.append(verdict.reason)
+    after = np.array(reasons[len(burst) :])
+    kept = np.isin(after, ["above_threshold", "overdue"])
+    assert (after == "overdue").sum() < 0.1 * kept.sum()
+    assert abs(kept.sum() - 0.04 * len(steady)) <= budget.capacity + 1
+    assert steady[kept].mean() > 0.56  # the steady values average 0.4; their top 4% 0.59
 
 
 def test_prefers_high_values_and_uses_overdue_on_a_descending_stream() -> None:
