@@ -118,5 +118,6 @@ QUICK: dict[str, int] = {
     "hold": 6,
     "label_budget": 15,
     "seed_labels": 300,
+    "train_samples": 5_000,
 }
 """The sizes ``curator demo --quick`` runs: two cameras, two rounds, a minute or two."""
