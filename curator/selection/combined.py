@@ -10,7 +10,7 @@ highest::
     u_i    = (score_i - min_A score) / (max_A score - min_A score)   # 0 when the scores are equal
     d_i(t) = dist(i, C_t) / max_{j in A_t} dist(j, C_t)             # 1 while C_t is empty
 
-``score`` is the uncertainty score named by ``uncertainty`` (entropy by default), ``A`` the items
+``score`` is the uncertainty score named by ``uncertainty`` (margin by default), ``A`` the items
 available at the start, ``A_t`` those still available at step ``t``, ``C_t`` the labeled
 (excluded) items plus the picks so far, and ``dist`` the Euclidean distance between L2-normalised
 embeddings. ``s_u = uncertainty_strength`` and ``s_d = diversity_strength`` (both 1 by default).
@@ -74,7 +74,7 @@ def uncertainty_diversity_strategy(
     k: int,
     rng: np.random.Generator,
     *,
-    uncertainty: str = "entropy",
+    uncertainty: str = "margin",
     uncertainty_strength: float = 1.0,
     diversity_strength: float = 1.0,
 ) -> IntArray:

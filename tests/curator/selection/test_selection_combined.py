@@ -137,8 +137,18 @@ def test_zero_diversity_is_top_k_uncertainty(pool: dict[str, Any]) -> None:
         diversity_strength=0.0,
         rng=0,
     )
-    top = select("entropy", k=15, logits=pool["logits"], rng=0)
+    top = select("margin", k=15, logits=pool["logits"], rng=0)  # margin: the default score
     assert set(picks.tolist()) == set(top.tolist())
+    by_entropy = select(
+        "uncertainty_diversity",
+        k=15,
+        embeddings=pool["embeddings"],
+        logits=pool["logits"],
+        uncertainty="entropy",
+        diversity_strength=0.0,
+        rng=0,
+    )
+    assert set(by_entropy.tolist()) == set(select("entropy", k=15, logits=pool["logits"]).tolist())
 
 
 def test_zero_uncertainty_is_k_center(pool: dict[str, Any]) -> None:
