@@ -160,7 +160,14 @@ def _rejected(row: FrameRow, reason: str) -> FrameRow:
 def _exact_repeat(
     stored: FrameRow, upload: FrameRow, batch_id: str | None, received_at: datetime
 ) -> FrameRow:
-    """The answer for another upload of a stored image: a duplicate of it, identical bytes."""
+    """The answer for another upload of a stored image, identical bytes.
+
+    It duplicates the accepted frame the image resolves to: the stored frame itself, or, when
+    that was a near duplicate, the accepted frame it duplicates, at the same similarity (the
+    bytes and so the embedding are the same). Every duplicate answer thus names an accepted
+    frame.
+    """
+    accepted = stored.status == "accepted"
     return FrameRow(
         frame_id=stored.frame_id,
         device_id=upload.device_id,
@@ -168,8 +175,8 @@ def _exact_repeat(
         status="duplicate",
         received_at=received_at,
         batch_id=batch_id,
-        duplicate_of=stored.frame_id,
-        similarity=1.0,
+        duplicate_of=stored.frame_id if accepted else stored.duplicate_of,
+        similarity=1.0 if accepted else stored.similarity,
         dedup_method="exact",
         image_format=stored.image_format,
         width=stored.width,

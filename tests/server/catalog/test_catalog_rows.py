@@ -158,11 +158,16 @@ def _oracle(
     batches: list[list[tuple[str, int, int, bool]]],
 ) -> tuple[list[list[tuple[Any, ...]]], int]:
     """The answers the documented rules give, as (status, duplicate_of image, method or reason
-    code), and how many uploads end up stored. Image 0 is the near-duplicate target."""
+    code), and how many uploads end up stored. Image 0 is the near-duplicate target; an exact
+    re-upload names the accepted frame its image resolves to."""
     uploads: dict[tuple[str, int], int] = {}
     owner: dict[int, tuple[str, int]] = {}
     decided: dict[int, tuple[Any, ...]] = {}
     out = []
+
+    def exact(img: int) -> tuple[Any, ...]:
+        return ("duplicate", 0 if decided[img][0] == "duplicate" else img, "exact")
+
     for batch in batches:
         answers: list[tuple[Any, ...]] = []
         for device, seq, img, as_duplicate in batch:
@@ -172,10 +177,10 @@ def _oracle(
                 elif owner[img] == (device, seq):
                     answers.append(decided[img])
                 else:
-                    answers.append(("duplicate", img, "exact"))
+                    answers.append(exact(img))
             elif img in owner:
                 uploads[(device, seq)] = img
-                answers.append(("duplicate", img, "exact"))
+                answers.append(exact(img))
             else:
                 uploads[(device, seq)], owner[img] = img, (device, seq)
                 decided[img] = (

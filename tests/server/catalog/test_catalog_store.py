@@ -106,6 +106,23 @@ def test_the_same_image_from_another_device_is_an_exact_duplicate(
     assert again.status == "duplicate" and again.duplicate_of == original.frame_id
 
 
+def test_an_exact_repeat_of_a_near_duplicate_names_the_accepted_frame(
+    catalog: Catalog, frames: Any
+) -> None:
+    (original,) = catalog.record([frames.row(1, device="cam-1", seq=1)])
+    (near,) = catalog.record([frames.near_duplicate(2, of=1, device="cam-2", seq=1)])
+    (answer,) = catalog.record([frames.row(2, device="cam-3", seq=1)])
+    assert (answer.frame_id, answer.status, answer.dedup_method) == (
+        near.frame_id,
+        "duplicate",
+        "exact",
+    )
+    # the same bytes as the near duplicate: its accepted original, at its similarity
+    assert (answer.duplicate_of, answer.similarity) == (original.frame_id, near.similarity)
+    assert catalog.get(answer.duplicate_of).status == "accepted"  # type: ignore[union-attr]
+    assert catalog.record([frames.row(2, device="cam-3", seq=1)]) == [answer]
+
+
 def test_another_frame_under_a_used_seq_is_rejected(catalog: Catalog, frames: Any) -> None:
     (original,) = catalog.record([frames.row(1, seq=5)])
     (answer,) = catalog.record([frames.row(2, seq=5)])
