@@ -167,8 +167,11 @@ class ServerSettings(BaseSettings):
         default=100, ge=1, description="Start a fine-tuning job after this many new labels."
     )
     train_epochs: int = Field(
-        default=5, ge=1, le=1000, description="Passes over a fine-tuning job's labeled frames, "
-        "at least (see train_min_samples)."
+        default=5,
+        ge=1,
+        le=1000,
+        description="Passes over a fine-tuning job's labeled frames, "
+        "at least (see train_min_samples).",
     )
     train_min_samples: int = Field(
         default=0,

@@ -104,6 +104,18 @@ class Catalog:
             found.update((r.frame_id, r) for r in select_frames(self.db.connection, where, chunk))
         return found
 
+    def known(self, frame_ids: Iterable[str]) -> set[str]:
+        """The ids among ``frame_ids`` that the catalog holds (a frame, once stored, stays)."""
+        ids = list(dict.fromkeys(frame_ids))
+        found: set[str] = set()
+        conn = self.db.connection
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            sql = f"SELECT frame_id FROM frames WHERE frame_id IN ({marks})"
+            found.update(r[0] for r in conn.execute(sql, chunk))
+        return found
+
     def accepted_since(
         self, model_version: str, after_seq: int = 0, limit: int | None = None
     ) -> Iterator[IndexedEmbedding]:

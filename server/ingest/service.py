@@ -2,17 +2,19 @@
 
 The order of the checks, what is written where and what a crash leaves are in docs/ingest.md.
 In short, per batch: authorise; answer re-sent frames from the catalog; content checks
-(:func:`curator.wire.frame_problems`, :func:`server.images.inspect_image`); then, holding the
-dedup lock of every model version in the batch: exact duplicates (the frame id is stored),
-near duplicates (:meth:`FleetDedup.check` on the rest, in upload order), ``BlobStore.put_many``
-of the accepted images (durable together), ONE catalog transaction with the answers and their
-warehouse outbox rows, and finally :meth:`FleetDedup.accept` of the accepted frames'
-``ingest_seq``.
+(:func:`curator.wire.frame_problems`, :func:`server.images.inspect_image`); ``BlobStore.put_many``
+of every image that passed and is new to the catalog (durable together, content-addressed, so
+nothing waits on disk under the lock); then, holding the dedup lock of every model version in
+the batch: exact duplicates (the frame id is stored), near duplicates (:meth:`FleetDedup.check`
+on the rest, in upload order), ONE catalog transaction with the answers and their warehouse
+outbox rows, and :meth:`FleetDedup.accept` of the accepted frames' ``ingest_seq``. Last, the
+staged images of frames this batch stored as near duplicates are deleted again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -36,6 +38,7 @@ __all__ = ["IngestService"]
 
 ExpectedDims = Callable[[str], int | None]
 _CHUNK = 500
+logger = logging.getLogger("server.ingest")
 _MAX_REASON = 1000
 
 
@@ -161,10 +164,12 @@ class IngestService:
         versions = sorted(
             {f.model_version for f, a in zip(frames, answers, strict=True) if a is None}
         )
+        staged = self._stage_blobs(frames, answers, answered)
         with contextlib.ExitStack() as locks:
             for mv in versions:  # sorted: two batches never wait on each other's locks
                 locks.enter_context(self.dedup.lock(mv))
-            self._decide_and_commit(batch, answers, now)
+            self._decide_and_commit(batch, answers, now, staged)
+        self._discard_staged(staged, answers)
         return BatchResult(
             batch_id=batch.batch_id,
             results=tuple(a.to_result() for a in answers if a is not None),
@@ -189,13 +194,56 @@ class IngestService:
             return str(exc)
         return None
 
+    def _stage_blobs(
+        self,
+        frames: Sequence[FrameRecord],
+        answers: Sequence[FrameRow | None],
+        answered: dict[int, str],
+    ) -> dict[int, str]:
+        """Store the images that may be accepted, before the locks: position -> blob key.
+
+        Those are the frames that passed the checks, were not answered before and whose image
+        the catalog does not hold; the catalog only grows, so every frame the locked step
+        accepts is among them. A blob is durable before any row names it, and one no row names
+        is never read (docs/server-storage.md, "Blobs").
+        """
+        candidates = [
+            i
+            for i, (frame, answer) in enumerate(zip(frames, answers, strict=True))
+            if answer is None and frame.device_seq not in answered
+        ]
+        known = self.catalog.known([frames[i].frame_id for i in candidates])
+        positions = [i for i in candidates if frames[i].frame_id not in known]
+        keys = self.blobs.put_many((frames[i].image, frames[i].image_format) for i in positions)
+        return dict(zip(positions, keys, strict=True))
+
+    def _discard_staged(self, staged: dict[int, str], answers: Sequence[FrameRow | None]) -> None:
+        """Delete the staged images of the frames this batch stored as near duplicates.
+
+        Safe against other batches: the catalog now holds those frame ids as duplicates for
+        good, so no batch can accept them and name the blob. Other staged images not accepted
+        (a frame the catalog rejected, or one another batch stored first) are left: a batch
+        that found the blob already there may still be about to accept it. A failed delete
+        only leaves a blob no row names.
+        """
+        for i, key in staged.items():
+            if _is_new(answers[i], "duplicate"):
+                try:
+                    self.blobs.delete(key)
+                except OSError:
+                    logger.warning("could not delete the unused blob %s", key, exc_info=True)
+
     def _decide_and_commit(
-        self, batch: BatchUpload, answers: list[FrameRow | None], now: datetime
+        self,
+        batch: BatchUpload,
+        answers: list[FrameRow | None],
+        now: datetime,
+        staged: dict[int, str],
     ) -> None:
         """Exact and near dedup, blobs, one transaction, then the index; under the locks."""
         frames = batch.frames
         answered = self._prior_uploads(batch.device_id, [f.device_seq for f in frames])
-        known = set(self.catalog.get_many(f.frame_id for f in frames))
+        known = self.catalog.known(f.frame_id for f in frames)
         stored_here: set[str] = set()  # frame ids this batch stores first
         near: dict[str, list[int]] = {}
         rows: dict[int, FrameRow] = {}
@@ -217,7 +265,7 @@ class IngestService:
                 stored_here.add(frame.frame_id)
                 near.setdefault(frame.model_version, []).append(i)
         for mv, positions in near.items():
-            rows.update(self._near_rows(batch, mv, positions, now))
+            rows.update(self._near_rows(batch, mv, positions, now, staged))
         order = sorted(rows)
         with self.catalog.atomic() as conn:
             recorded = self.catalog.record([rows[i] for i in order], conn=conn)
@@ -237,9 +285,14 @@ class IngestService:
                 )
 
     def _near_rows(
-        self, batch: BatchUpload, mv: str, positions: Sequence[int], now: datetime
+        self,
+        batch: BatchUpload,
+        mv: str,
+        positions: Sequence[int],
+        now: datetime,
+        staged: dict[int, str],
     ) -> dict[int, FrameRow]:
-        """Accepted (blob written) or near-duplicate rows for new frames of one model version."""
+        """Accepted (blob stored) or near-duplicate rows for new frames of one model version."""
         frames = batch.frames
         decisions = self.dedup.check(mv, np.stack([frames[i].embedding_array() for i in positions]))
         originals = self.catalog.frame_id_for_seq(
@@ -266,14 +319,13 @@ class IngestService:
                 dedup_method="near",
                 dedup_threshold=decision.threshold,
             )
-        keys = self.blobs.put_many((frames[i].image, frames[i].image_format) for i, _ in fresh)
-        for (i, threshold), key in zip(fresh, keys, strict=True):
+        for i, threshold in fresh:  # staged: the catalog only grows (see _stage_blobs)
             rows[i] = FrameRow.from_record(
                 frames[i],
                 status="accepted",
                 received_at=now,
                 batch_id=batch.batch_id,
-                blob_key=key,
+                blob_key=staged[i],
                 dedup_threshold=threshold,
             )
         return rows

@@ -26,8 +26,8 @@
 
 Params (all optional): ``epochs`` (5; at least), ``min_samples`` (0: the passes make up at
 least this many training samples, :func:`curator.training.epochs_for_samples`; new jobs record
-the server's ``train_epochs`` and ``train_min_samples``), ``arch`` (``"tiny_cnn"``), ``input_size`` (64),
-``channels`` (``"rgb"`` or ``"gray"``, first model only), ``batch_size`` (64),
+the server's ``train_epochs`` and ``train_min_samples``), ``arch`` (``"tiny_cnn"``),
+``input_size`` (64), ``channels`` (``"rgb"`` or ``"gray"``, first model only), ``batch_size`` (64),
 ``learning_rate`` (2e-3), ``seed`` (0), ``gate_margin``.
 """
 

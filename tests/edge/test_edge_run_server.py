@@ -2,8 +2,9 @@
 
 ``edge-selector run`` captures a looped ``bikes.mp4`` while nothing listens on the server's port;
 then ``curator-server serve`` starts and the first upload must begin within 60 s; then the server
-is SIGKILLed and restarted 10 times while the selector keeps capturing (or, once its source ends, draining: a selector that has uploaded
-everything may exit 0 mid-way, but at least half the kills must land while it runs). At the end
+is SIGKILLed and restarted 10 times while the selector keeps capturing (or, once its source
+ends, draining: a selector that has uploaded everything may exit 0 mid-way, but at least half
+the kills must land while it runs). At the end
 every frame the selector logged as kept is in the server's catalog exactly once, the buffer is
 empty, and the server stored the device's heartbeats.
 """

@@ -69,7 +69,9 @@ def test_an_admin_request_starts_a_job_and_a_repeat_returns_it(app: Any) -> None
     assert first.json()["job"]["snapshot_key"] == jobs(app)[0]["snapshot_key"]
 
 
-def test_jobs_record_the_servers_training_recipe(make_client: Any, settings: ServerSettings) -> None:
+def test_jobs_record_the_servers_training_recipe(
+    make_client: Any, settings: ServerSettings
+) -> None:
     recipe = settings.model_copy(
         update={"train_every_labels": 2, "train_epochs": 7, "train_min_samples": 1234}
     )
