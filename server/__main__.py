@@ -2,4 +2,5 @@
 
 from server.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # worker processes (spawn) import this module again
+    raise SystemExit(main())

@@ -42,6 +42,11 @@ _SETTING_FLAGS: tuple[SettingFlag, ...] = tuple(
         ("--port", ("port",), "port to listen on (default 8000)"),
         ("--max-body-mb", ("max_body_mb",), "largest request body in MiB (default 64)"),
         ("--max-pixels", ("max_pixels",), "largest image, width*height (default 40000000)"),
+        (
+            "--check-workers",
+            ("check_workers",),
+            "processes that check uploaded images (default 0: in the request's thread)",
+        ),
         ("--dedup-threshold", ("dedup_threshold",), "cosine similarity of a duplicate (0.95)"),
         ("--dedup-index", ("dedup_index",), "hnsw (default), flat (exact) or auto"),
         (

@@ -106,6 +106,13 @@ class ServerSettings(BaseSettings):
     )
     max_body_mb: float = Field(default=64.0, gt=0, description="Largest request body, in MiB.")
     max_pixels: int = Field(default=40_000_000, gt=0, description="Largest image, width * height.")
+    check_workers: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="Worker processes that check uploaded images, so a one-process server "
+        "decodes them on other cores; 0 checks them in the request's thread.",
+    )
     dedup_threshold: float = Field(
         default=0.95,
         ge=-1.0,

@@ -12,7 +12,7 @@ Keep one index per embedding model version: vectors from two models are not comp
 from curator.index.base import VectorIndex
 from curator.index.brute import BruteForceIndex
 from curator.index.factory import INDEX_KINDS, load_index, make_index
-from curator.index.faiss_index import FAISS_KINDS, FaissIndex
+from curator.index.faiss_index import FAISS_KINDS, FaissIndex, openmp_threads
 
 __all__ = [
     "FAISS_KINDS",
@@ -22,4 +22,5 @@ __all__ = [
     "VectorIndex",
     "load_index",
     "make_index",
+    "openmp_threads",
 ]

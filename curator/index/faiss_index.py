@@ -29,7 +29,11 @@ cost more than they give (at 100k x 128 one flat query took 6.2 ms with 2 thread
 than ``_SMALL_ADD`` vectors: adding 58 vectors to a 10k graph took 7 ms with one thread and
 7-30 ms with two on a busy 2-core box (threads wait on each other's graph locks).
 ``omp_set_num_threads`` sets a per-thread OpenMP variable in libgomp, so this does not throttle
-other Python threads.
+other Python threads. A service that calls an index from several threads at once (the server,
+one request per thread) should wrap those calls in :func:`openmp_threads` ``(1)``: its threads
+are the parallelism, and OpenMP's idle workers spin on the cores between calls (on the 2-core
+box, 64-query HNSW searches from two request threads ran at half the throughput with two
+OpenMP threads than with one).
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ from curator.index.base import (
 )
 from curator.index.faiss_file import read_faiss_file, write_faiss_file
 
-__all__ = ["FAISS_KINDS", "FaissIndex"]
+__all__ = ["FAISS_KINDS", "FaissIndex", "openmp_threads"]
 
 FAISS_KINDS = ("auto", "flat", "hnsw")
 _SMALL_BATCH = 20
@@ -216,19 +220,9 @@ class FaissIndex(VectorIndex):
         with self._threads(1 if len(queries) < _SMALL_BATCH else None):
             return self._index.search(queries, k, params=params)  # type: ignore[no-any-return]
 
-    @contextlib.contextmanager
-    def _threads(self, n: int | None) -> Iterator[None]:
+    def _threads(self, n: int | None) -> contextlib.AbstractContextManager[None]:
         """Run the block with ``n`` OpenMP threads in this thread (None: leave as it is)."""
-        if n is None:
-            yield
-            return
-        faiss = self._faiss
-        before = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(n)
-        try:
-            yield
-        finally:
-            faiss.omp_set_num_threads(before)
+        return contextlib.nullcontext() if n is None else openmp_threads(n)
 
     def compact(self) -> None:
         """Drop tombstones now, rebuilding the structure from the live vectors.
@@ -360,3 +354,24 @@ class FaissIndex(VectorIndex):
         index._pos = {i: p for p, i in enumerate(labels.tolist()) if i >= 0}
         index._n_dead = len(labels) - len(index._pos)
         return index
+
+
+@contextlib.contextmanager
+def openmp_threads(n: int) -> Iterator[None]:
+    """Run the block with at most ``n`` OpenMP threads for the FAISS calls of this thread.
+
+    Other threads are not affected (the setting is per thread in libgomp). Nests.
+
+    Raises:
+        InvalidInputError: ``n`` is not a positive integer.
+        MissingDependencyError: faiss is not installed (extra ``server``).
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise InvalidInputError(f"n must be a positive integer, got {n!r}")
+    faiss = require("faiss", extra="server")
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(min(n, before))
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)

@@ -129,6 +129,7 @@ class ServerServices:
                 ),
                 outbox,
                 max_pixels=settings.max_pixels,
+                check_workers=settings.check_workers,
                 snapshot_dir=snapshot_dir,
             )
             job_queue = JobQueue(make_huey(settings.data_dir, settings.jobs_redis_url))
@@ -182,15 +183,23 @@ class ServerServices:
 
     def close(self) -> None:
         """Stop the drainer, the lease sweeper and the snapshotter, snapshot the dedup indexes (so
-        the next start catches up less), close the stores and the job queue (errors on close are
-        logged or ignored), then drop the data folder's lock if these services took it."""
+        the next start catches up less), stop the image checkers, close the stores and the job
+        queue (errors on close are logged or ignored), then drop the data folder's lock if these
+        services took it."""
         self.drainer.stop()
         if not self.lease_sweeper.stop():
             log.warning("lease sweeper still sweeping after 30 s; closing the stores anyway")
         if not self.snapshotter.stop():
             log.warning("dedup snapshotter still saving after 30 s; the final snapshot waits")
         self.snapshotter.snapshot_now("shutdown")  # logged and counted when it fails
-        for close in (self.sink.close, self.outbox.close, self.job_queue.close, self.db.close):
+        closers = (
+            self.ingest.images.close,
+            self.sink.close,
+            self.outbox.close,
+            self.job_queue.close,
+            self.db.close,
+        )
+        for close in closers:
             with contextlib.suppress(Exception):
                 close()
         if self.lock is not None:

@@ -11,7 +11,9 @@ when it sees one.
 Threads: each model version has a re-entrant lock, :meth:`FleetDedup.lock`. ``check`` and
 ``accept`` take it; the server holds it across check -> catalog commit -> accept, so two batches
 of one version never both accept near-identical frames. Versions do not block each other;
-``snapshot`` holds each version's lock while it writes that version's index.
+``snapshot`` holds each version's lock while it writes that version's index. ``check`` searches
+with one OpenMP thread (:func:`curator.index.openmp_threads`): concurrent requests are the
+parallelism, and idle OpenMP workers spinning between searches took the cores they needed.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from curator.errors import InvalidInputError
-from curator.index import FAISS_KINDS, FaissIndex, VectorIndex, load_index
+from curator.index import FAISS_KINDS, FaissIndex, VectorIndex, load_index, openmp_threads
 from server.dedup.decisions import (
     DedupDecision,
     check_ids,
@@ -170,7 +172,7 @@ class FleetDedup:
         space = self._space(model_version)
         x = unit_rows(embeddings)
         id_arr = None if ids is None else check_ids(ids, len(x))
-        with space.lock:
+        with space.lock, openmp_threads(1):  # the requests are the parallelism
             self._check_dim(model_version, space, x.shape[1])
             stored_sim, stored_id = search_accepted(space.index, x, id_arr)
             replayed = None if id_arr is None else stored_among(space.index, id_arr)

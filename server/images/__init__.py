@@ -45,11 +45,20 @@ Multi-frame images are refused (``unsupported_format``): a frame is one picture,
 every frame of an APNG or MPO would multiply the cost an uploader controls.
 
 Modules: :mod:`~server.images.inspection` (``inspect_image``, the order of the checks),
+:mod:`~server.images.checker` (``ImageChecker``: a batch's images, in worker processes if asked),
 :mod:`~server.images.jpeg` and :mod:`~server.images.png` (the structural walks),
 :mod:`~server.images.reasons` (the codes). docs/dedup.md has the measured cost.
 """
 
+from server.images.checker import ImageCheck, ImageChecker
 from server.images.inspection import IMAGE_FORMATS, ImageInfo, inspect_image
 from server.images.reasons import REASON_CODES
 
-__all__ = ["IMAGE_FORMATS", "REASON_CODES", "ImageInfo", "inspect_image"]
+__all__ = [
+    "IMAGE_FORMATS",
+    "REASON_CODES",
+    "ImageCheck",
+    "ImageChecker",
+    "ImageInfo",
+    "inspect_image",
+]

@@ -29,8 +29,7 @@ from server.auth import Principal, Role, require
 from server.blobs import BlobStore, LocalBlobStore
 from server.catalog import Catalog, FrameRow
 from server.dedup import FleetDedup, IndexFactory
-from server.errors import ImageRejected
-from server.images import inspect_image
+from server.images import ImageChecker
 from server.ingest.warehouse_rows import dedup_decision_row, frame_row
 from server.warehouse.outbox import Outbox
 
@@ -59,6 +58,8 @@ class IngestService:
             :meth:`Catalog.embedding_dim`.
         max_pixels: the most pixels an image may have (:func:`server.images.inspect_image`).
         max_image_bytes: the largest encoded image accepted.
+        check_workers: processes that check images (:class:`server.images.ImageChecker`);
+            0 checks them in the request's thread.
         clock: the time stamped as ``received_at`` (timezone-aware).
         snapshot_dir: where :meth:`snapshot` saves the dedup indexes, if anywhere.
     """
@@ -73,6 +74,7 @@ class IngestService:
         expected_dims: ExpectedDims | None = None,
         max_pixels: int = 40_000_000,
         max_image_bytes: int = MAX_IMAGE_BYTES,
+        check_workers: int = 0,
         clock: Callable[[], datetime] = _utc_now,
         snapshot_dir: str | os.PathLike[str] | None = None,
     ) -> None:
@@ -81,8 +83,10 @@ class IngestService:
         self.dedup = dedup
         self.outbox = outbox
         self._expected_dims = expected_dims or catalog.embedding_dim
-        self._max_pixels = max_pixels
         self._max_image_bytes = max_image_bytes
+        self.images = ImageChecker(
+            workers=check_workers, max_pixels=max_pixels, max_bytes=max_image_bytes
+        )
         self._clock = clock
         self._snapshot_dir = None if snapshot_dir is None else Path(snapshot_dir)
 
@@ -96,6 +100,7 @@ class IngestService:
         expected_dims: ExpectedDims | None = None,
         max_pixels: int = 40_000_000,
         max_image_bytes: int = MAX_IMAGE_BYTES,
+        check_workers: int = 0,
         clock: Callable[[], datetime] = _utc_now,
     ) -> IngestService:
         """Open every store under ``data_dir`` and restore the dedup indexes.
@@ -127,6 +132,7 @@ class IngestService:
             expected_dims=expected_dims,
             max_pixels=max_pixels,
             max_image_bytes=max_image_bytes,
+            check_workers=check_workers,
             clock=clock,
             snapshot_dir=root / "dedup",
         )
@@ -146,21 +152,14 @@ class IngestService:
         frames = batch.frames
         answers: list[FrameRow | None] = [None] * len(frames)
         answered = self._prior_uploads(batch.device_id, [f.device_seq for f in frames])
-        dims: dict[str, int] = {}
-        for i, frame in enumerate(frames):
-            if frame.device_seq in answered:
-                continue  # re-sent: the catalog answers it below, no checks repeated
-            reason = self._problem(frame, dims)
-            if reason is None:
-                dims.setdefault(frame.model_version, frame.embedding_dim)
-            else:
-                answers[i] = FrameRow.from_record(
-                    frame,
-                    status="rejected",
-                    received_at=now,
-                    batch_id=batch.batch_id,
-                    reason=reason[:_MAX_REASON],
-                )
+        for i, reason in self._content_problems(frames, answered).items():
+            answers[i] = FrameRow.from_record(
+                frames[i],
+                status="rejected",
+                received_at=now,
+                batch_id=batch.batch_id,
+                reason=reason[:_MAX_REASON],
+            )
         versions = sorted(
             {f.model_version for f, a in zip(frames, answers, strict=True) if a is None}
         )
@@ -175,24 +174,48 @@ class IngestService:
             results=tuple(a.to_result() for a in answers if a is not None),
         )
 
-    def _problem(self, frame: FrameRecord, dims: dict[str, int]) -> str | None:
-        """The first content problem of ``frame`` as ``"code: detail"``, or None."""
-        mv = frame.model_version
-        expected = dims[mv] if mv in dims else self._expected_dims(mv)
-        reason = frame_problems(frame, expected_dim=expected, max_image_bytes=self._max_image_bytes)
-        if reason is not None:
-            return reason
-        try:
-            inspect_image(
-                frame.image,
-                declared_format=frame.image_format,
-                declared_size=(frame.width, frame.height),
-                max_pixels=self._max_pixels,
-                max_bytes=self._max_image_bytes,
+    def _content_problems(
+        self, frames: Sequence[FrameRecord], answered: dict[int, str]
+    ) -> dict[int, str]:
+        """position -> the first content problem (``"code: detail"``) of each new frame that
+        has one: the wire checks, then the image checks (:class:`ImageChecker`, perhaps in
+        worker processes), then, for a model version the catalog does not know yet, the
+        dimension of the batch's first good frame of that version."""
+        catalog_dims = {mv: self._expected_dims(mv) for mv in {f.model_version for f in frames}}
+        problems: dict[int, str] = {}
+        for i, frame in enumerate(frames):
+            if frame.device_seq in answered:
+                continue  # re-sent: the catalog answers it, no checks repeated
+            reason = frame_problems(
+                frame,
+                expected_dim=catalog_dims[frame.model_version],
+                max_image_bytes=self._max_image_bytes,
             )
-        except ImageRejected as exc:
-            return str(exc)
-        return None
+            if reason is not None:
+                problems[i] = reason
+        todo = [
+            i for i, f in enumerate(frames) if i not in problems and f.device_seq not in answered
+        ]
+        images = [
+            (frames[i].image, frames[i].image_format, (frames[i].width, frames[i].height))
+            for i in todo
+        ]
+        for i, reason in zip(todo, self.images.reasons(images), strict=True):
+            if reason is not None:
+                problems[i] = reason
+        dims: dict[str, int] = {}
+        for i in todo:
+            frame = frames[i]
+            if i in problems or catalog_dims[frame.model_version] is not None:
+                continue
+            expected = dims.setdefault(frame.model_version, frame.embedding_dim)
+            if frame.embedding_dim != expected:
+                problems[i] = str(
+                    frame_problems(
+                        frame, expected_dim=expected, max_image_bytes=self._max_image_bytes
+                    )
+                )
+        return problems
 
     def _stage_blobs(
         self,
@@ -384,7 +407,9 @@ class IngestService:
         return self.dedup.snapshot(self._snapshot_dir)
 
     def close(self) -> None:
-        """Close the outbox and the catalog (blobs and dedup hold no open files)."""
+        """Stop the image checkers, close the outbox and the catalog (blobs and dedup hold no
+        open files)."""
+        self.images.close()
         self.outbox.close()
         self.catalog.close()
 

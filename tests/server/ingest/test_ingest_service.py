@@ -67,8 +67,12 @@ def device(name: str = "cam-1") -> Principal:
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[IngestService]:
-    svc = IngestService.open(tmp_path / "data", threshold=0.95, clock=lambda: T0)
+def service(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[IngestService]:
+    """The service; ``indirect`` parametrisation sets its image check workers (default 0)."""
+    workers = getattr(request, "param", 0)
+    svc = IngestService.open(
+        tmp_path / "data", threshold=0.95, check_workers=workers, clock=lambda: T0
+    )
     yield svc
     svc.close()
 
@@ -88,6 +92,7 @@ def statuses(result) -> list[str]:
     return [r.status for r in result.results]
 
 
+@pytest.mark.parametrize("service", [0, 2], indirect=True, ids=["in-thread", "2-workers"])
 def test_mixed_batch_accepted_duplicate_rejected(service: IngestService) -> None:
     nan = vector(3).copy()
     nan[0] = np.nan
