@@ -18,16 +18,16 @@ or URLs, so a store can move (folder to S3) without touching a record.
 from __future__ import annotations
 
 import abc
+import contextlib
 import ctypes
 import ctypes.util
 import hashlib
 import os
 import re
 import secrets
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import unquote, urlparse
 
 import fsspec
@@ -180,6 +180,9 @@ class BlobStore(abc.ABC):
 class LocalBlobStore(BlobStore):
     """Blobs in a folder, written atomically and durably.
 
+    Paths are handled as strings (``os.path``), not ``pathlib`` objects: a batch writes dozens
+    of files and the store runs on the server's request threads.
+
     Args:
         root: the folder; created (with its parents) if missing.
     """
@@ -187,10 +190,11 @@ class LocalBlobStore(BlobStore):
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
-        self._known_dirs: set[Path] = set()
+        self._root = str(self.root)
+        self._known_dirs: set[str] = set()
 
-    def _path(self, key: str) -> Path:
-        return self.root.joinpath(*key.split("/"))
+    def _path(self, key: str) -> str:
+        return os.path.join(self._root, *key.split("/"))
 
     def _write(self, key: str, data: bytes) -> None:
         self._write_many({key: data})
@@ -202,68 +206,74 @@ class LocalBlobStore(BlobStore):
         renamed, never-flushed new file can come back empty); the second makes the renames
         and new folders durable before the caller records the keys anywhere.
         """
-        staged: list[tuple[str, Path]] = []
+        staged: list[tuple[str, str]] = []
         try:
             for key, data in blobs.items():
                 path = self._path(key)
-                fd, tmp = self._temporary(path.parent)
-                staged.append((tmp, path))
-                with os.fdopen(fd, "wb") as f:
+                f = self._temporary(os.path.dirname(path))
+                staged.append((f.name, path))
+                with f:
                     f.write(data)
             _flush([tmp for tmp, _ in staged], self.root)
             for tmp, path in staged:
                 os.replace(tmp, path)
         except BaseException:
             for tmp, _ in staged:
-                Path(tmp).unlink(missing_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
             raise
-        folders = {f for _, path in staged for f in (path.parent, path.parent.parent)}
-        _flush(sorted(map(str, folders | {self.root})), self.root)
+        parents = {os.path.dirname(path) for _, path in staged}
+        folders = parents | {os.path.dirname(p) for p in parents} | {self._root}
+        _flush(sorted(folders), self.root)
 
-    def _temporary(self, folder: Path) -> tuple[int, str]:
-        """A new temporary file in ``folder`` (created if missing): ``(fd, path)``."""
+    def _temporary(self, folder: str) -> BinaryIO:
+        """A new temporary file in ``folder`` (created if missing), open for writing; its
+        ``name`` is its path."""
         self._make_dirs(folder)
+        tmp = os.path.join(folder, f"{_TEMP_PREFIX}{secrets.token_hex(8)}.part")
         try:
-            return tempfile.mkstemp(dir=folder, prefix=_TEMP_PREFIX, suffix=".part")
-        except FileNotFoundError:  # removed behind our back since it was cached
+            return open(tmp, "xb", opener=_private)
+        except FileNotFoundError:  # the folder was removed behind our back since it was cached
             self._known_dirs.clear()
             self._make_dirs(folder)
-            return tempfile.mkstemp(dir=folder, prefix=_TEMP_PREFIX, suffix=".part")
+            return open(tmp, "xb", opener=_private)
 
-    def _make_dirs(self, folder: Path) -> None:
+    def _make_dirs(self, folder: str) -> None:
         """Create ``folder`` under the root level by level (made durable by the next flush)."""
         if folder in self._known_dirs:
             return
         missing = []
         at = folder
-        while at != self.root and not at.is_dir():
+        while at != self._root and not os.path.isdir(at):
             missing.append(at)
-            at = at.parent
+            at = os.path.dirname(at)
         for path in reversed(missing):
-            path.mkdir(exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(path)
         if len(self._known_dirs) < _KNOWN_DIRS_MAX:
             self._known_dirs.add(folder)
 
     def _read(self, key: str) -> bytes:
-        return self._path(key).read_bytes()
+        with open(self._path(key), "rb") as f:
+            return f.read()
 
     def _exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        return os.path.isfile(self._path(key))
 
     def _delete(self, key: str) -> bool:
         path = self._path(key)
         try:
-            path.unlink()
+            os.unlink(path)
         except FileNotFoundError:
             return False
-        _fsync_path(path.parent)
+        _fsync_path(os.path.dirname(path))
         return True
 
     def _url(self, key: str) -> str:
-        return self._path(key).as_uri()
+        return Path(self._path(key)).as_uri()
 
     def __repr__(self) -> str:
-        return f"LocalBlobStore({str(self.root)!r})"
+        return f"LocalBlobStore({self._root!r})"
 
 
 class FsspecBlobStore(BlobStore):
@@ -347,6 +357,11 @@ def _local(root: Path, storage_options: dict[str, Any]) -> LocalBlobStore:
             f"a local folder takes no storage options, got {sorted(storage_options)}"
         )
     return LocalBlobStore(root)
+
+
+def _private(path: str, flags: int) -> int:
+    """``open``'s opener for temporary files: readable by the server's user only."""
+    return os.open(path, flags, 0o600)
 
 
 def _syncfs() -> Callable[[int], int] | None:

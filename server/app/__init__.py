@@ -10,30 +10,23 @@ translated to JSON by :mod:`server.app.errors`.
 from __future__ import annotations
 
 import logging
-import re
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI
 
 from server.app import health, heartbeats, ingest, jobs, label_page, labeling, models, whoami
 from server.app.errors import install_error_handlers
+from server.app.observe import REQUEST_ID_HEADER, ObserveRequests
 from server.app.services import ServerServices
 from server.datadir import DataDirLock
-from server.logging import REQUEST_LOGGER, request_fields
-from server.metrics import UNMATCHED_ROUTE, ServerMetrics
+from server.metrics import ServerMetrics
 from server.settings import ServerSettings
 from server.warehouse import MetadataSink
 
 __all__ = ["REQUEST_ID_HEADER", "ServerServices", "create_app"]
 
-REQUEST_ID_HEADER = "X-Request-ID"
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-
 log = logging.getLogger(__name__)
-request_log = logging.getLogger(REQUEST_LOGGER)
 
 
 def create_app(
@@ -95,7 +88,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.services = None
     install_error_handlers(app, metrics)
-    app.middleware("http")(_observe(metrics))
+    app.add_middleware(ObserveRequests, metrics=metrics)
 
     app.include_router(health.router)
     app.include_router(whoami.router)
@@ -113,46 +106,3 @@ def create_app(
 def _snapshot_values(services: ServerServices) -> tuple[int, int, float, int]:
     s = services.snapshotter.stats()
     return s.saved, s.failures, s.age_s, s.unsaved_vectors
-
-
-def _observe(
-    metrics: ServerMetrics,
-) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
-    """Middleware: a request id, one log line and the request metrics per request."""
-
-    async def observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        given = request.headers.get(REQUEST_ID_HEADER, "")
-        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
-        request.state.request_id = request_id
-        start = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            response.headers[REQUEST_ID_HEADER] = request_id
-            return response
-        finally:
-            elapsed = time.perf_counter() - start
-            route = getattr(request.scope.get("route"), "path", UNMATCHED_ROUTE)
-            metrics.observe_request(request.method, route, status, elapsed)
-            principal = getattr(request.state, "principal", None)
-            request_log.info(
-                "%s %s %d",
-                request.method,
-                request.url.path,
-                status,
-                extra=request_fields(
-                    method=request.method,
-                    path=request.url.path,
-                    status=status,
-                    duration_s=elapsed,
-                    request_id=request_id,
-                    role=None if principal is None else principal.role.value,
-                    device_id=None if principal is None else principal.device_id,
-                    token_id=None if principal is None else principal.token_id,
-                ),
-            )
-
-    return observe

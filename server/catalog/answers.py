@@ -24,6 +24,7 @@ _COLUMNS = tuple(  # stored rows have no reason; the embedding has its own table
     if f.name not in ("embedding", "ingest_seq", "reason")
 )
 _TIMES = ("captured_at", "received_at")
+_CHUNK = 500  # ids per IN (...) list, well under SQLite's variable limit
 _JSON = ("scores", "quality", "class_probabilities")
 _SELECT = (
     "SELECT f.ingest_seq, "
@@ -35,14 +36,33 @@ _INSERT = f"INSERT INTO frames ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * 
 
 
 def record_frames(c: sqlite3.Connection, rows: Iterable[FrameRow]) -> list[FrameRow]:
-    """Apply ``record``'s rules to ``rows`` in order on ``c`` (in an open transaction)."""
+    """Apply ``record``'s rules to ``rows`` in order on ``c`` (in an open transaction).
+
+    What the catalog already holds for the rows (their uploads, their frame ids) is read in
+    bulk first; a row that meets none of it, nor an earlier row of this call, is inserted
+    straight away, and only the others take the one-row-at-a-time path of the rules.
+    """
+    batch = list(rows)
+    for row in batch:
+        if not isinstance(row, FrameRow):
+            raise InvalidInputError(f"expected FrameRow, got {type(row).__name__}")
+    live = [r for r in batch if r.status != "rejected"]
+    seen_uploads = _stored_uploads(c, live)
+    seen_frames = _stored_frame_ids(c, [r.frame_id for r in live])
     answers: list[FrameRow] = []
     dims: dict[str, int | None] = {}
     stored_duplicates: list[FrameRow] = []
-    for row in rows:
-        if not isinstance(row, FrameRow):
-            raise InvalidInputError(f"expected FrameRow, got {type(row).__name__}")
-        answer = _record_one(c, row, dims)
+    for row in batch:
+        if row.status == "rejected":
+            answers.append(row)
+            continue
+        key = (row.device_id, row.device_seq)
+        if key in seen_uploads or row.frame_id in seen_frames:
+            answer = _record_one(c, row, dims)
+        else:
+            answer = _insert_new(c, row, dims)
+        seen_uploads.add(key)
+        seen_frames.add(row.frame_id)
         if answer.ingest_seq is not None and answer.status == "duplicate":
             stored_duplicates.append(answer)
         answers.append(answer)
@@ -97,6 +117,12 @@ def _record_one(c: sqlite3.Connection, row: FrameRow, dims: dict[str, int | None
     if known is not None:
         _insert_upload(c, row)
         return _exact_repeat(_stored(c, row.frame_id), row, row.batch_id, row.received_at)
+    return _insert_new(c, row, dims)
+
+
+def _insert_new(c: sqlite3.Connection, row: FrameRow, dims: dict[str, int | None]) -> FrameRow:
+    """Store a row whose upload and frame id the catalog does not hold yet (or reject its
+    embedding's dimension); the stored row comes back with its ``ingest_seq``."""
     if row.embedding is not None and row.model_version is not None:
         if row.model_version not in dims:
             dims[row.model_version] = space_dim(c, row.model_version)
@@ -108,7 +134,7 @@ def _record_one(c: sqlite3.Connection, row: FrameRow, dims: dict[str, int | None
                 f"model {row.model_version!r} makes {expected}",
             )
         dims[row.model_version] = row.embedding_dim
-    seq = c.execute(_INSERT, _to_sql(row)).lastrowid
+    seq = int(c.execute(_INSERT, _to_sql(row)).lastrowid or 0)  # INTEGER PRIMARY KEY: >= 1
     if row.embedding is not None:
         c.execute(
             "INSERT INTO embeddings (model_version, ingest_seq, embedding, embedding_dim)"
@@ -116,7 +142,7 @@ def _record_one(c: sqlite3.Connection, row: FrameRow, dims: dict[str, int | None
             (row.model_version, seq, row.embedding, row.embedding_dim),
         )
     _insert_upload(c, row)
-    return dataclasses.replace(row, ingest_seq=seq)
+    return row.with_ingest_seq(seq)
 
 
 def _stored(c: sqlite3.Connection, frame_id: str) -> FrameRow:
@@ -125,15 +151,46 @@ def _stored(c: sqlite3.Connection, frame_id: str) -> FrameRow:
 
 def _check_duplicate_targets(c: sqlite3.Connection, rows: Sequence[FrameRow]) -> None:
     for row in rows:
-        target = row.duplicate_of
-        if target == row.frame_id:
+        if row.duplicate_of == row.frame_id:
             raise InvalidInputError(
                 f"frame {row.frame_id} is new to the catalog, so it cannot duplicate itself"
             )
-        if c.execute("SELECT 1 FROM frames WHERE frame_id = ?", (target,)).fetchone() is None:
+    present = _stored_frame_ids(c, [str(row.duplicate_of) for row in rows])
+    for row in rows:
+        if row.duplicate_of not in present:
             raise InvalidInputError(
-                f"frame {row.frame_id} duplicates {target}, which is not in the catalog"
+                f"frame {row.frame_id} duplicates {row.duplicate_of}, which is not in the catalog"
             )
+
+
+def _stored_frame_ids(c: sqlite3.Connection, frame_ids: Sequence[str]) -> set[str]:
+    """The ids among ``frame_ids`` that the frames table holds."""
+    wanted = list(dict.fromkeys(frame_ids))
+    found: set[str] = set()
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        found.update(
+            r[0]
+            for r in c.execute(f"SELECT frame_id FROM frames WHERE frame_id IN ({marks})", chunk)
+        )
+    return found
+
+
+def _stored_uploads(c: sqlite3.Connection, rows: Sequence[FrameRow]) -> set[tuple[str, int]]:
+    """The (device_id, device_seq) pairs among ``rows`` that the uploads table holds."""
+    by_device: dict[str, list[int]] = {}
+    for row in rows:
+        by_device.setdefault(row.device_id, []).append(row.device_seq)
+    found: set[tuple[str, int]] = set()
+    for device_id, seqs in by_device.items():
+        wanted = list(dict.fromkeys(seqs))
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            sql = f"SELECT device_seq FROM uploads WHERE device_id = ? AND device_seq IN ({marks})"
+            found.update((device_id, r[0]) for r in c.execute(sql, [device_id, *chunk]))
+    return found
 
 
 def _insert_upload(c: sqlite3.Connection, row: FrameRow) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from collections.abc import Mapping
@@ -165,6 +166,13 @@ class FrameRow:
             ]
             if missing:
                 raise InvalidInputError(f"an accepted frame needs {', '.join(missing)}")
+
+    def with_ingest_seq(self, ingest_seq: int) -> FrameRow:
+        """This row as stored under ``ingest_seq``: a copy, not validated again (only the
+        catalog calls it, with the id SQLite gave the row)."""
+        row = copy.copy(self)
+        object.__setattr__(row, "ingest_seq", ingest_seq)
+        return row
 
     @property
     def embedding_dim(self) -> int | None:

@@ -241,9 +241,39 @@ def get_table(name: str) -> Table:
 
 
 def _check_value(column: Column, value: Any, where: str) -> Any:
-    """``value`` normalised for ``column``, or InvalidInputError naming the column."""
+    """``value`` normalised for ``column``, or InvalidInputError naming the column.
+
+    Values that are already normal (a ``str``, an ``int`` in range, a finite ``float``, a UTC
+    ``datetime``, a flat dict of finite numbers) are returned as they are; only the others take
+    the general path, so re-validating rows that came back from the outbox costs little.
+    """
     if value is None:
         return None
+    kind, t = column.type, type(value)
+    if (
+        (kind == "text" and t is str and (column.choices is None or value in column.choices))
+        or (kind == "integer" and t is int and _INT64_MIN <= value <= _INT64_MAX)
+        or (kind == "real" and t is float and math.isfinite(value))
+        or (kind == "boolean" and t is bool)
+        or (kind == "timestamp" and t is dt.datetime and value.tzinfo is dt.UTC)
+    ):
+        return value
+    if kind == "json" and t is dict and _is_flat_numbers(value):
+        return dict(value)
+    return _normalise(column, value, where)
+
+
+def _is_flat_numbers(value: dict[Any, Any]) -> bool:
+    """Whether ``value`` maps str to finite floats or ints (scores, quality measures): JSON
+    gives such a dict back equal to itself."""
+    return all(
+        type(k) is str and (type(v) is int or (type(v) is float and math.isfinite(v)))
+        for k, v in value.items()
+    )
+
+
+def _normalise(column: Column, value: Any, where: str) -> Any:
+    """The general path of :func:`_check_value`: convert or refuse ``value``."""
     bad = f"{where}: column {column.name!r} ({column.type})"
     kind = column.type
     if kind == "text":

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from curator.errors import InvalidInputError
-from curator.index import BruteForceIndex, FaissIndex
+from curator.index import BruteForceIndex, FaissIndex, openmp_threads
 
 Clustered = Callable[..., tuple[np.ndarray, np.ndarray]]
 
@@ -227,3 +227,19 @@ def test_load_rejects_a_header_that_disagrees_with_the_faiss_index(tmp_path: Pat
     atomic_write(path, lambda f: write_faiss_file(f, settings_, np.array([1, 1, 2]), good))
     with pytest.raises(InvalidInputError, match="1 repeated id"):
         FaissIndex.load(path)
+
+
+def test_openmp_threads_caps_this_thread_and_restores_it() -> None:
+    before = faiss.omp_get_max_threads()
+    with openmp_threads(1):
+        assert faiss.omp_get_max_threads() == 1
+        with openmp_threads(before + 4):  # never raises the cap it is under
+            assert faiss.omp_get_max_threads() == 1
+        assert faiss.omp_get_max_threads() == 1
+    assert faiss.omp_get_max_threads() == before
+
+
+@pytest.mark.parametrize("n", [0, -1, 1.0, True, None])
+def test_openmp_threads_needs_a_positive_count(n: object) -> None:
+    with pytest.raises(InvalidInputError, match="positive integer"), openmp_threads(n):  # type: ignore[arg-type]
+        pass

@@ -49,7 +49,9 @@ def rows(batch, first_seq, n, pause_at=None):
 if mode == "pause":
     catalog.record(rows("committed", 1, 2000))
     print("committed", flush=True)
-    catalog.record(rows("killed", 2001, 8000, pause_at=6000))
+    with catalog.atomic() as conn:  # one transaction, killed half-way through its rows
+        catalog.record(rows("killed", 2001, 6000), conn=conn)
+        catalog.record(rows("killed", 8001, 2000, pause_at=0), conn=conn)
 else:
     seq = 1
     for b in range(10_000):

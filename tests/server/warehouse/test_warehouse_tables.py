@@ -18,6 +18,8 @@ from server.warehouse.tables import (
     COLUMN_TYPES,
     FRAMES,
     TABLES,
+    _check_value,
+    _normalise,
     decode_row,
     encode_row,
     get_table,
@@ -212,3 +214,22 @@ def test_the_docs_describe_every_table_and_column() -> None:
         for c in spec.columns:
             assert f"| `{c.name}` | {c.type} |" in section, (spec.name, c.name)
         assert ", ".join(f"`{k}`" for k in spec.key) in section
+
+
+@given(
+    value=_json.filter(lambda v: v is not None)
+    | _aware
+    | st.floats()
+    | st.integers(-(2**70), 2**70)
+    | st.dictionaries(st.text(max_size=4), st.floats() | st.integers(), max_size=4)
+)
+def test_the_fast_path_agrees_with_the_general_one(value: Any) -> None:
+    for column in {(c.type, c.choices): c for t in TABLES.values() for c in t.columns}.values():
+        try:
+            expected = _normalise(column, value, "row 0")
+        except InvalidInputError:
+            with pytest.raises(InvalidInputError):
+                _check_value(column, value, "row 0")
+            continue
+        got = _check_value(column, value, "row 0")
+        assert got == expected and type(got) is type(expected), column.type
