@@ -40,7 +40,7 @@ test: setup ## run the test suite (slow tests excluded)
 test-all: setup ## run the test suite including slow tests
 	$(UV) run --frozen pytest --run-slow $(PYTEST_ARGS)
 
-bench: setup ## run the benchmarks (about 27 min) and write benchmarks/results/
+bench: setup ## run the benchmarks (about 30 min) and write benchmarks/results/
 	$(UV) run --frozen python benchmarks/bench_selection.py --n 100000 --k 1000 --dim 128 --seed 0 \
 		--out benchmarks/results/bench_selection.json
 	$(UV) run --frozen python benchmarks/bench_index.py --sizes 100000 1000000 --dim 128 \
@@ -48,6 +48,7 @@ bench: setup ## run the benchmarks (about 27 min) and write benchmarks/results/
 		--out benchmarks/results/bench_index.json --plot benchmarks/results/bench_index.png
 	$(UV) run --frozen python benchmarks/dedup_bikes.py --out benchmarks/results/dedup_bikes.json
 	$(UV) run --frozen python benchmarks/bench_ingest.py --out benchmarks/results/bench_ingest.json
+	$(UV) run --frozen python benchmarks/ingest_phases.py --out benchmarks/results/ingest_phases.json
 	$(UV) run --frozen python benchmarks/bench_edge.py --out benchmarks/results/bench_edge.json
 
 bench-al: setup ## the active-learning benchmark (48 min on 2 idle cores; run it alone)

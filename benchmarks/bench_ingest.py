@@ -4,15 +4,17 @@ A data dir is prepared first: a device token (``python -m server token create``)
 ``--index-size`` accepted frames (tiny distinct JPEGs, clustered random unit embeddings, one
 model version) ingested in-process through :class:`server.ingest.IngestService` and saved as a
 dedup snapshot, so the server's start restores a loaded index (timed separately as preload).
-Then ``python -m server serve`` runs in a subprocess and ``--clients`` threads (one keep-alive
-httpx client each) POST pre-encoded ``--batch``-frame batches to ``/v1/batches``: distinct
-~10 KB JPEGs (bikes.mp4 frames downscaled with per-image noise); 10% of the embeddings are near
-duplicates of indexed vectors, 90% new draws from the index's own clusters (new frames of the
-same scenes, cosine ~0.5 to their nearest stored frame: none is a duplicate). The same
-payloads go to a bare FastAPI app (one POST that reads the body and returns a small JSON) run
-by uvicorn in another subprocess. The server's
-answers to each timed pass are fresh frames (never re-uploads). The dedup figures on bikes.mp4
-come from ``benchmarks/results/dedup_bikes.json`` (``benchmarks/dedup_bikes.py``).
+Then ``python -m server serve --check-workers N`` (default 1: the image checks in one worker
+process, so the one server process has the other core for the rest) runs in a subprocess and
+``--clients`` threads (one keep-alive httpx client each) POST pre-encoded ``--batch``-frame
+batches to ``/v1/batches``: distinct ~10 KB JPEGs (bikes.mp4 frames downscaled, per-image
+noise); 10% of the embeddings are near duplicates of indexed vectors, 90% new draws from the
+index's own clusters (new frames of the same scenes, cosine ~0.5 to their nearest stored frame:
+none is a duplicate). The same payloads go to a bare FastAPI app (one POST that reads the body
+and returns a small JSON) run by uvicorn in another subprocess. The server's answers to each
+timed pass are fresh frames (never re-uploads). Each pass records the CPU seconds of the server
+process, its image check workers and this load generator. The dedup figures on bikes.mp4 come
+from ``benchmarks/results/dedup_bikes.json`` (``benchmarks/dedup_bikes.py``).
 
 Run from the repository root::
 
@@ -25,6 +27,7 @@ import argparse
 import io
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -187,6 +190,33 @@ def wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 180.0) -> 
     raise RuntimeError(f"{url} did not answer in {timeout} s")
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) used so far by process ``pid`` (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by the live child processes of ``pid`` (the image checkers)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def own_cpu_s() -> float:
+    """CPU seconds used so far by this process: the load generator's threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def metric(base: str, name: str) -> float | None:
     for line in httpx.get(base + "/metrics").text.splitlines():
         if line.startswith(name + " "):
@@ -260,6 +290,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="the bare endpoint gets the timed batches this many times over",
     )
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality of the payloads")
+    parser.add_argument(
+        "--check-workers",
+        type=int,
+        default=1,
+        help="the server's image check processes (curator-server serve --check-workers)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_ingest.json"))
     args = parser.parse_args(argv)
@@ -321,6 +357,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 str(port),
                 "--log-level",
                 "WARNING",
+                "--check-workers",
+                str(args.check_workers),
             ],
             env=env,
             stdout=subprocess.DEVNULL,
@@ -366,7 +404,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     clients,
                     args.batch,
                 )
+                before = (process_cpu_s(server.pid), children_cpu_s(server.pid), own_cpu_s())
                 srv = drive(base + "/v1/batches", token, warm, timed, clients, args.batch)
+                after = (process_cpu_s(server.pid), children_cpu_s(server.pid), own_cpu_s())
+                srv["cpu_s"] = {  # over the whole pass, warm-up included
+                    name: round(b - a, 2)
+                    for name, a, b in zip(
+                        ("server", "check_workers", "client"), before, after, strict=True
+                    )
+                }
                 row = {
                     "clients": clients,
                     "frames_per_s": srv["frames_per_s"],
@@ -401,6 +447,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "goal": {"frames_per_s": 2000, "ratio": 0.4},
         "details": {
             "dim": args.dim,
+            "check_workers": args.check_workers,
             "best_clients": best["clients"],
             "best_bare_clients": best_bare["clients"],
             "warmup_batches": args.warmup,
