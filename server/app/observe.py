@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import Any
 
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import URL, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.logging import REQUEST_LOGGER, request_fields
@@ -57,7 +57,7 @@ class ObserveRequests:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message).append(REQUEST_ID_HEADER, request_id)
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
             await send(message)
 
         try:
@@ -68,7 +68,7 @@ class ObserveRequests:
     def _log(
         self, scope: Scope, state: dict[str, Any], status: int, elapsed: float, request_id: str
     ) -> None:
-        method, path = scope["method"], scope["path"]
+        method, path = scope["method"], URL(scope=scope).path  # as Request.url.path: quoted
         route = getattr(scope.get("route"), "path", UNMATCHED_ROUTE)
         self.metrics.observe_request(method, route, status, elapsed)
         principal = state.get("principal")

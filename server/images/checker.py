@@ -4,8 +4,9 @@ The checks are CPU-bound Python and C; in one server process they share one GIL 
 everything else a request does. With ``workers > 0`` they run in a pool of that many worker
 processes (started on first use, ``spawn``), so a one-process server checks images on other
 cores while its threads do the rest. A worker that dies (a decoder crash on hostile bytes, the
-OOM killer) costs no request: the pool is rebuilt, the batch's images are checked one per task,
-and an image that kills a worker again is rejected ``corrupt``.
+OOM killer) costs no request: the pool is rebuilt for later batches, and the batches it was
+checking are checked again one image at a time, each batch in a worker of its own, so an image is
+rejected ``corrupt`` only when it kills its own worker, never for another request's image.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import logging
 import multiprocessing
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from curator.errors import InvalidInputError
-from server.errors import ImageRejected
+from server.errors import ImageRejected, Unavailable
 from server.images.inspection import inspect_image
 
 __all__ = ["ImageCheck", "ImageChecker"]
@@ -82,7 +83,11 @@ class ImageChecker:
         self._closed = False
 
     def reasons(self, images: Sequence[ImageCheck]) -> list[str | None]:
-        """One reason or None per image, in order."""
+        """One reason or None per image, in order.
+
+        Raises:
+            Unavailable: the checker was closed (the server is stopping).
+        """
         if not images:
             return []
         if self.workers == 0:
@@ -96,7 +101,7 @@ class ImageChecker:
             return self._one_by_one(images)
 
     def close(self) -> None:
-        """Stop the workers (idempotent); later checks fail."""
+        """Stop the workers (idempotent); later checks raise :class:`Unavailable`."""
         with self._lock:
             self._closed = True
             pool, self._pool = self._pool, None
@@ -104,6 +109,8 @@ class ImageChecker:
             pool.shutdown(wait=True, cancel_futures=True)
 
     def _gather(self, parts: Sequence[Sequence[ImageCheck]]) -> list[list[str | None]]:
+        """Check ``parts`` on the shared pool, one task each; a pool found broken is dropped
+        (the next call starts a new one) and :class:`BrokenProcessPool` raised."""
         pool = self._executor()
         try:  # a pool found broken raises at submit, one that breaks now at result
             futures: list[Future[list[str | None]]] = [
@@ -113,34 +120,53 @@ class ImageChecker:
         except BrokenProcessPool:
             self._replace(pool)
             raise
+        except (CancelledError, RuntimeError) as exc:  # shut down under us by close()
+            if self._closed:
+                raise Unavailable("the image checker is closed: the server is stopping") from exc
+            raise
 
     def _one_by_one(self, images: Sequence[ImageCheck]) -> list[str | None]:
+        """Each image alone, in a worker of this call's own: another request's image that
+        kills the shared pool's workers cannot take one of these down with it, so an image is
+        rejected only when it killed its own worker."""
         reasons: list[str | None] = []
-        for image in images:
-            try:
-                (reason,) = self._gather([[image]])[0]
-            except BrokenProcessPool:
-                logger.warning("an image killed its check worker; rejected")
-                reason = "corrupt: the image decoder crashed on it"
-            reasons.append(reason)
+        pool: ProcessPoolExecutor | None = None
+        try:
+            for image in images:
+                if self._closed:
+                    raise Unavailable("the image checker is closed: the server is stopping")
+                pool = pool or self._new_pool(1)
+                try:
+                    (reason,) = pool.submit(self._check, [image], *self._limits).result()
+                except BrokenProcessPool:
+                    logger.warning("an image killed its check worker; rejected")
+                    reason = "corrupt: the image decoder crashed on it"
+                    pool.shutdown(wait=True)  # dead already: joins, closes its pipes
+                    pool = None
+                reasons.append(reason)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
         return reasons
 
     def _executor(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._closed:
-                raise InvalidInputError("the image checker is closed")
+                raise Unavailable("the image checker is closed: the server is stopping")
             if self._pool is None:
-                self._pool = ProcessPoolExecutor(
-                    self.workers, mp_context=multiprocessing.get_context("spawn")
-                )
+                self._pool = self._new_pool(self.workers)
             return self._pool
+
+    @staticmethod
+    def _new_pool(workers: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         """Drop ``broken`` (if it is still the pool) so the next check starts a new one."""
         with self._lock:
             if self._pool is broken:
                 self._pool = None
-        broken.shutdown(wait=False, cancel_futures=True)
+        broken.shutdown(wait=True, cancel_futures=True)  # dead already: joins, closes pipes
 
     def __repr__(self) -> str:
         return f"ImageChecker(workers={self.workers})"

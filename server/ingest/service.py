@@ -178,43 +178,42 @@ class IngestService:
         self, frames: Sequence[FrameRecord], answered: dict[int, str]
     ) -> dict[int, str]:
         """position -> the first content problem (``"code: detail"``) of each new frame that
-        has one: the wire checks, then the image checks (:class:`ImageChecker`, perhaps in
-        worker processes), then, for a model version the catalog does not know yet, the
-        dimension of the batch's first good frame of that version."""
+        has one, in the order of the checks: the wire checks (:func:`frame_problems`), then the
+        image checks (:class:`ImageChecker`, perhaps in worker processes). For a model version
+        the catalog does not know yet, the wire checks hold each frame to the embedding
+        dimension of the batch's first earlier frame of that version that passed every check.
+        The images are checked together first; the answers are then replayed in upload order.
+        """
         catalog_dims = {mv: self._expected_dims(mv) for mv in {f.model_version for f in frames}}
-        problems: dict[int, str] = {}
-        for i, frame in enumerate(frames):
-            if frame.device_seq in answered:
-                continue  # re-sent: the catalog answers it, no checks repeated
-            reason = frame_problems(
+        wire: dict[int, str | None] = {
+            i: frame_problems(
                 frame,
                 expected_dim=catalog_dims[frame.model_version],
                 max_image_bytes=self._max_image_bytes,
             )
-            if reason is not None:
-                problems[i] = reason
-        todo = [
-            i for i, f in enumerate(frames) if i not in problems and f.device_seq not in answered
-        ]
+            for i, frame in enumerate(frames)
+            if frame.device_seq not in answered  # re-sent: the catalog answers it, unchecked
+        }
+        todo = [i for i, reason in wire.items() if reason is None]
         images = [
             (frames[i].image, frames[i].image_format, (frames[i].width, frames[i].height))
             for i in todo
         ]
-        for i, reason in zip(todo, self.images.reasons(images), strict=True):
+        image = dict(zip(todo, self.images.reasons(images), strict=True))
+        problems: dict[int, str] = {}
+        batch_dims: dict[str, int] = {}  # versions new to the catalog: the first good frame's
+        for i, reason in wire.items():
+            frame = frames[i]
+            mv = frame.model_version
+            if reason is None and mv in batch_dims:
+                reason = frame_problems(
+                    frame, expected_dim=batch_dims[mv], max_image_bytes=self._max_image_bytes
+                )
+            reason = reason or image[i]
             if reason is not None:
                 problems[i] = reason
-        dims: dict[str, int] = {}
-        for i in todo:
-            frame = frames[i]
-            if i in problems or catalog_dims[frame.model_version] is not None:
-                continue
-            expected = dims.setdefault(frame.model_version, frame.embedding_dim)
-            if frame.embedding_dim != expected:
-                problems[i] = str(
-                    frame_problems(
-                        frame, expected_dim=expected, max_image_bytes=self._max_image_bytes
-                    )
-                )
+            elif catalog_dims[mv] is None:
+                batch_dims.setdefault(mv, frame.embedding_dim)
         return problems
 
     def _stage_blobs(

@@ -264,10 +264,14 @@ def _check_value(column: Column, value: Any, where: str) -> Any:
 
 
 def _is_flat_numbers(value: dict[Any, Any]) -> bool:
-    """Whether ``value`` maps str to finite floats or ints (scores, quality measures): JSON
-    gives such a dict back equal to itself."""
+    """Whether ``value`` maps str to finite floats or 64-bit ints (scores, quality measures):
+    JSON gives such a dict back equal to itself."""
     return all(
-        type(k) is str and (type(v) is int or (type(v) is float and math.isfinite(v)))
+        type(k) is str
+        and (
+            (type(v) is int and _INT64_MIN <= v <= _INT64_MAX)
+            or (type(v) is float and math.isfinite(v))
+        )
         for k, v in value.items()
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,12 +24,18 @@ def jpeg(n: int, size: tuple[int, int] = (16, 12)) -> bytes:
 CRASH = b"CRASH"
 """Bytes that make :func:`check_or_crash` kill the process checking them."""
 
+SLOW = b"SLOW"
+"""Bytes that :func:`check_or_crash` takes two seconds over (then answers as usual)."""
+
 
 def check_or_crash(
     images: Sequence[ImageCheck], max_pixels: int, max_bytes: int
 ) -> list[str | None]:
     """:func:`server.images.checker.check_images`, except that the process dies (as a decoder
-    crash or the OOM killer would take it) when an image starts with :data:`CRASH`."""
+    crash or the OOM killer would take it) when an image starts with :data:`CRASH`, and is slow
+    over one that starts with :data:`SLOW`."""
     if any(data.startswith(CRASH) for data, _, _ in images):
         os._exit(70)
+    if any(data.startswith(SLOW) for data, _, _ in images):
+        time.sleep(2.0)
     return check_images(images, max_pixels, max_bytes)

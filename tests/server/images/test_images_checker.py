@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
-from testkit.images import CRASH, check_or_crash
+from testkit.images import CRASH, SLOW, check_or_crash
 
 from curator.errors import InvalidInputError
+from server.errors import Unavailable
 from server.images import ImageCheck, ImageChecker
 from server.images.checker import check_images
 
@@ -70,6 +73,24 @@ def test_an_image_that_kills_its_worker_is_rejected_and_nothing_else_is(
     assert checker.reasons(batch) == expected  # a new pool took over
 
 
+def test_an_image_that_kills_the_shared_workers_costs_other_requests_nothing(
+    batch: list[ImageCheck], checker: ImageChecker
+) -> None:
+    """A request whose image is on the pool when another request's image kills it gets its
+    own answers, not ``corrupt``."""
+    innocent: list[ImageCheck] = [(SLOW + b"not an image", "jpeg", (96, 64)), *batch]
+    expected = check_images(innocent, **LIMITS)
+    got: list[list[str | None]] = []
+    other = threading.Thread(target=lambda: got.append(checker.reasons(innocent)))
+    other.start()
+    time.sleep(0.5)  # the slow image is on a worker now
+    hostile = checker.reasons([(CRASH, "jpeg", (96, 64)), (SLOW + b"x", "jpeg", (96, 64))])
+    other.join(timeout=60)
+    assert hostile[0] is not None and hostile[0].startswith("corrupt:")
+    assert hostile[1] is not None and hostile[1].startswith("not_an_image")
+    assert got == [expected]
+
+
 def test_a_worker_killed_between_batches_costs_no_answer(
     batch: list[ImageCheck], checker: ImageChecker
 ) -> None:
@@ -89,7 +110,7 @@ def test_a_closed_checker_refuses_work(batch: list[ImageCheck], checker: ImageCh
     checker.reasons(batch)
     checker.close()
     checker.close()  # idempotent
-    with pytest.raises(InvalidInputError, match="closed"):
+    with pytest.raises(Unavailable, match="closed"):
         checker.reasons(batch)
 
 

@@ -141,6 +141,24 @@ def test_mixed_batch_accepted_duplicate_rejected(service: IngestService) -> None
     ]
 
 
+@pytest.mark.parametrize("service", [0, 1], indirect=True, ids=["in-thread", "1-worker"])
+def test_the_first_failing_check_names_the_reason_in_check_order(service: IngestService) -> None:
+    """Wire checks come before image checks; for a model version new to the catalog, the
+    dimension is the batch's first good frame's, and a frame before any good one sets none."""
+    truncated = jpeg(3)[:-40]
+    frames = (
+        frame(1, 1, image=jpeg(1)[:-40], embedding=np.ones(8, np.float32)),  # bad image first
+        frame(2, 2),  # the first good frame: DIM
+        frame(3, 3, image=truncated, embedding=np.ones(8, np.float32)),  # both wrong
+        frame(4, 4, image=truncated),  # only the image
+    )
+    reasons = [r.reason for r in service.ingest(batch("b1", *frames), device()).results]
+    assert reasons[0] is not None and reasons[0].startswith("truncated")
+    assert reasons[1] is None
+    assert reasons[2] is not None and reasons[2].startswith("embedding_dim_mismatch")
+    assert reasons[3] is not None and reasons[3].startswith("truncated")
+
+
 def test_resend_gives_same_results_and_changes_nothing(service: IngestService) -> None:
     frames = (frame(1, 1), frame(2, 2, cluster=1, jitter=3), frame(3, 3))
     first = service.ingest(batch("b1", *frames), device())
