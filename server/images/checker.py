@@ -162,10 +162,13 @@ class ImageChecker:
         return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
-        """Drop ``broken`` (if it is still the pool) so the next check starts a new one."""
+        """Drop ``broken`` so the next check starts a new pool, and shut it down; only the
+        thread that drops it does (``shutdown`` is not safe to run twice at once), and not
+        when :meth:`close` took it first."""
         with self._lock:
-            if self._pool is broken:
-                self._pool = None
+            if self._pool is not broken:
+                return
+            self._pool = None
         broken.shutdown(wait=True, cancel_futures=True)  # dead already: joins, closes pipes
 
     def __repr__(self) -> str:
