@@ -9,14 +9,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from curator.errors import InvalidInputError
 from server.catalog.rows import FrameRow
 
-__all__ = ["iso", "record_frames", "select_frames", "space_dim"]
+__all__ = [
+    "iso",
+    "record_frames",
+    "select_frames",
+    "select_in",
+    "space_dim",
+    "stored_frame_ids",
+    "stored_uploads",
+]
 
 _COLUMNS = tuple(  # stored rows have no reason; the embedding has its own table
     f.name
@@ -47,8 +55,8 @@ def record_frames(c: sqlite3.Connection, rows: Iterable[FrameRow]) -> list[Frame
         if not isinstance(row, FrameRow):
             raise InvalidInputError(f"expected FrameRow, got {type(row).__name__}")
     live = [r for r in batch if r.status != "rejected"]
-    seen_uploads = _stored_uploads(c, live)
-    seen_frames = _stored_frame_ids(c, [r.frame_id for r in live])
+    seen_uploads = _stored_upload_keys(c, live)
+    seen_frames = stored_frame_ids(c, (r.frame_id for r in live))
     answers: list[FrameRow] = []
     dims: dict[str, int | None] = {}
     stored_duplicates: list[FrameRow] = []
@@ -155,7 +163,7 @@ def _check_duplicate_targets(c: sqlite3.Connection, rows: Sequence[FrameRow]) ->
             raise InvalidInputError(
                 f"frame {row.frame_id} is new to the catalog, so it cannot duplicate itself"
             )
-    present = _stored_frame_ids(c, [str(row.duplicate_of) for row in rows])
+    present = stored_frame_ids(c, (str(row.duplicate_of) for row in rows))
     for row in rows:
         if row.duplicate_of not in present:
             raise InvalidInputError(
@@ -163,34 +171,41 @@ def _check_duplicate_targets(c: sqlite3.Connection, rows: Sequence[FrameRow]) ->
             )
 
 
-def _stored_frame_ids(c: sqlite3.Connection, frame_ids: Sequence[str]) -> set[str]:
-    """The ids among ``frame_ids`` that the frames table holds."""
-    wanted = list(dict.fromkeys(frame_ids))
-    found: set[str] = set()
+def select_in(
+    c: sqlite3.Connection, sql: str, values: Iterable[Any], params: Sequence[Any] = ()
+) -> Iterator[tuple[Any, ...]]:
+    """The rows of ``sql`` (a query ending in ``IN ({})``) for every distinct value of
+    ``values``, asked in chunks of ``_CHUNK`` so any number stays under SQLite's variable
+    limit; ``params`` bind the placeholders before the list."""
+    wanted = list(dict.fromkeys(values))
     for start in range(0, len(wanted), _CHUNK):
         chunk = wanted[start : start + _CHUNK]
-        marks = ", ".join("?" * len(chunk))
-        found.update(
-            r[0]
-            for r in c.execute(f"SELECT frame_id FROM frames WHERE frame_id IN ({marks})", chunk)
-        )
-    return found
+        yield from c.execute(sql.format(", ".join("?" * len(chunk))), [*params, *chunk])
 
 
-def _stored_uploads(c: sqlite3.Connection, rows: Sequence[FrameRow]) -> set[tuple[str, int]]:
+def stored_frame_ids(c: sqlite3.Connection, frame_ids: Iterable[str]) -> set[str]:
+    """The ids among ``frame_ids`` that the frames table holds."""
+    return {
+        r[0] for r in select_in(c, "SELECT frame_id FROM frames WHERE frame_id IN ({})", frame_ids)
+    }
+
+
+def stored_uploads(c: sqlite3.Connection, device_id: str, seqs: Iterable[int]) -> dict[int, str]:
+    """device_seq -> frame_id of ``device_id``'s uploads among ``seqs`` that the catalog holds."""
+    sql = "SELECT device_seq, frame_id FROM uploads WHERE device_id = ? AND device_seq IN ({})"
+    return dict(select_in(c, sql, seqs, (device_id,)))
+
+
+def _stored_upload_keys(c: sqlite3.Connection, rows: Sequence[FrameRow]) -> set[tuple[str, int]]:
     """The (device_id, device_seq) pairs among ``rows`` that the uploads table holds."""
     by_device: dict[str, list[int]] = {}
     for row in rows:
         by_device.setdefault(row.device_id, []).append(row.device_seq)
-    found: set[tuple[str, int]] = set()
-    for device_id, seqs in by_device.items():
-        wanted = list(dict.fromkeys(seqs))
-        for start in range(0, len(wanted), _CHUNK):
-            chunk = wanted[start : start + _CHUNK]
-            marks = ", ".join("?" * len(chunk))
-            sql = f"SELECT device_seq FROM uploads WHERE device_id = ? AND device_seq IN ({marks})"
-            found.update((device_id, r[0]) for r in c.execute(sql, [device_id, *chunk]))
-    return found
+    return {
+        (device_id, seq)
+        for device_id, seqs in by_device.items()
+        for seq in stored_uploads(c, device_id, seqs)
+    }
 
 
 def _insert_upload(c: sqlite3.Connection, row: FrameRow) -> None:

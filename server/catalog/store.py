@@ -12,7 +12,15 @@ from datetime import datetime
 import numpy as np
 
 from curator.errors import InvalidInputError
-from server.catalog.answers import iso, record_frames, select_frames, space_dim
+from server.catalog.answers import (
+    iso,
+    record_frames,
+    select_frames,
+    select_in,
+    space_dim,
+    stored_frame_ids,
+    stored_uploads,
+)
 from server.catalog.rows import FrameRow, IndexedEmbedding, check_device_id
 from server.catalog.schema import CATALOG_MIGRATIONS
 from server.db import SQLiteFile, atomic
@@ -106,15 +114,12 @@ class Catalog:
 
     def known(self, frame_ids: Iterable[str]) -> set[str]:
         """The ids among ``frame_ids`` that the catalog holds (a frame, once stored, stays)."""
-        ids = list(dict.fromkeys(frame_ids))
-        found: set[str] = set()
-        conn = self.db.connection
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            marks = ", ".join("?" * len(chunk))
-            sql = f"SELECT frame_id FROM frames WHERE frame_id IN ({marks})"
-            found.update(r[0] for r in conn.execute(sql, chunk))
-        return found
+        return stored_frame_ids(self.db.connection, frame_ids)
+
+    def uploads(self, device_id: str, seqs: Iterable[int]) -> dict[int, str]:
+        """device_seq -> frame_id of ``device_id``'s uploads among ``seqs`` that the catalog
+        answered before (accepted or duplicate; rejected uploads are not stored)."""
+        return stored_uploads(self.db.connection, device_id, seqs)
 
     def accepted_since(
         self, model_version: str, after_seq: int = 0, limit: int | None = None
@@ -180,19 +185,8 @@ class Catalog:
 
     def frame_id_for_seq(self, seqs: Iterable[int]) -> dict[int, str]:
         """ingest_seq -> frame_id for the seqs that exist (e.g. the ids a vector search found)."""
-        wanted = [int(s) for s in dict.fromkeys(seqs)]
-        found: dict[int, str] = {}
-        conn = self.db.connection
-        for start in range(0, len(wanted), _CHUNK):
-            chunk = wanted[start : start + _CHUNK]
-            found.update(
-                conn.execute(
-                    "SELECT ingest_seq, frame_id FROM frames"
-                    f" WHERE ingest_seq IN ({', '.join('?' * len(chunk))})",
-                    chunk,
-                ).fetchall()
-            )
-        return found
+        sql = "SELECT ingest_seq, frame_id FROM frames WHERE ingest_seq IN ({})"
+        return dict(select_in(self.db.connection, sql, (int(s) for s in seqs)))
 
     def touch_device(
         self,

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,7 +36,6 @@ from server.warehouse.outbox import Outbox
 __all__ = ["IngestService"]
 
 ExpectedDims = Callable[[str], int | None]
-_CHUNK = 500
 logger = logging.getLogger("server.ingest")
 _MAX_REASON = 1000
 
@@ -151,7 +150,7 @@ class IngestService:
         now = self._clock()
         frames = batch.frames
         answers: list[FrameRow | None] = [None] * len(frames)
-        answered = self._prior_uploads(batch.device_id, [f.device_seq for f in frames])
+        answered = self.catalog.uploads(batch.device_id, (f.device_seq for f in frames))
         for i, reason in self._content_problems(frames, answered).items():
             answers[i] = FrameRow.from_record(
                 frames[i],
@@ -264,7 +263,7 @@ class IngestService:
     ) -> None:
         """Exact and near dedup, blobs, one transaction, then the index; under the locks."""
         frames = batch.frames
-        answered = self._prior_uploads(batch.device_id, [f.device_seq for f in frames])
+        answered = self.catalog.uploads(batch.device_id, (f.device_seq for f in frames))
         known = self.catalog.known(f.frame_id for f in frames)
         stored_here: set[str] = set()  # frame ids this batch stores first
         near: dict[str, list[int]] = {}
@@ -378,22 +377,6 @@ class IngestService:
                 dup_rows.append(dedup_decision_row(answer, now))
         self.outbox.enqueue("frames", frame_rows, conn=conn)
         self.outbox.enqueue("dedup_decisions", dup_rows, conn=conn)
-
-    def _prior_uploads(self, device_id: str, seqs: Iterable[int]) -> dict[int, str]:
-        """device_seq -> frame_id of ``device_id``'s uploads the catalog already answered."""
-        wanted = list(dict.fromkeys(seqs))
-        found: dict[int, str] = {}
-        conn = self.catalog.db.connection
-        for start in range(0, len(wanted), _CHUNK):
-            chunk = wanted[start : start + _CHUNK]
-            found.update(
-                conn.execute(
-                    "SELECT device_seq, frame_id FROM uploads WHERE device_id = ?"
-                    f" AND device_seq IN ({', '.join('?' * len(chunk))})",
-                    [device_id, *chunk],
-                ).fetchall()
-            )
-        return found
 
     def snapshot(self) -> dict[str, int]:
         """Save the dedup indexes to the snapshot folder; returns each version's watermark.

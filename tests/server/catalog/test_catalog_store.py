@@ -302,3 +302,20 @@ def test_reopening_a_catalog_keeps_its_rows(tmp_path: Path, frames: Any) -> None
     with Catalog(tmp_path / "catalog.db") as again:
         assert again.get(answer.frame_id) == answer
         assert list(applied_migrations(again.db)) == [m.name for m in CATALOG_MIGRATIONS]
+
+
+def test_known_and_uploads_answer_for_any_number_of_ids(catalog: Catalog, frames: Any) -> None:
+    """Past one IN (...) chunk (500 values), per device, rejected uploads left out."""
+    catalog.record([frames.row(n) for n in range(1, 1201)])
+    catalog.record([frames.row(5000, device="cam-2", seq=7), frames.row(5001, status="rejected")])
+    asked = range(1, 1401)
+    assert catalog.known(frames.frame_id(n) for n in asked) == {
+        frames.frame_id(n) for n in range(1, 1201)
+    }
+    assert catalog.uploads("cam-1", asked) == {n: frames.frame_id(n) for n in range(1, 1201)}
+    assert catalog.uploads("cam-2", [7, 8]) == {7: frames.frame_id(5000)}
+    assert catalog.uploads("cam-1", [5001]) == {}
+    assert catalog.frame_id_for_seq([1, 1200, 99_999]) == {
+        1: frames.frame_id(1),
+        1200: frames.frame_id(1200),
+    }
